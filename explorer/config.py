@@ -103,7 +103,7 @@ class ModelConfig:
         _choice("order", self.order, ORDERS)
         _choice("init", self.init, INITS)
         if self.width not in WIDTHS:
-            raise ConfigError(f"width {self.width} is not one of {', '.join(f'{w:g}' for w in WIDTHS)}")
+            raise ConfigError(f"width {self.width:g} is not one of {', '.join(f'{w:g}' for w in WIDTHS)}")
         if not isinstance(self.depth, int) or isinstance(self.depth, bool):
             raise ConfigError(f"depth {self.depth!r} is not an integer")
         if self.family == "vgg":
@@ -313,13 +313,17 @@ class Config:
         return urlencode(self.to_query(), safe=",")
 
     @classmethod
-    def from_query(cls, query: Mapping[str, str] | str) -> "Config":
+    def from_query(cls, query: Mapping[str, str] | str, base: "Config | None" = None) -> "Config":
+        """Parse a URL query (string or mapping); keys it lacks keep their value in ``base`` (or the default).
+
+        The key ``run`` (a run id the app keeps in its URL) is not part of the configuration and is ignored.
+        """
         if isinstance(query, str):
             query = dict(parse_qsl(query.lstrip("?")))
         unknown = sorted(set(query) - set(QUERY_KEYS) - {"models", "run"})
         if unknown:
             raise ConfigError(f"unknown URL parameter {unknown[0]!r}: known ones are models, {', '.join(QUERY_KEYS)}")
-        config = DEFAULT_CONFIG
+        config = base or DEFAULT_CONFIG
         if "models" in query:
             labels = [x for x in str(query["models"]).split(",") if x]
             config = replace(config, models=tuple(ModelConfig.parse(x) for x in labels))
