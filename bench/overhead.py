@@ -5,7 +5,7 @@ optimiser; the trainer also records every step, evaluates at the end, probes eve
 to a SQLite store. Rounds alternate bare/trainer so drift in machine load hits both; the medians are printed.
 Target: trainer/bare images/s >= 0.95 on CPU with probes every 10 steps.
 
-    python bench/overhead.py --models plain20,resnet20 --steps 60 --rounds 3
+    python -m bench.overhead --models plain20,resnet20 --steps 60 --rounds 3
 """
 
 from __future__ import annotations

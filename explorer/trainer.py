@@ -301,7 +301,8 @@ class Trainer:
             epoch = (step + 1) / stream.steps_per_epoch
             recorder.steps(step, epoch, lr, elapsed, torch.stack(scalars))
             self._update_progress(step + 1, total_steps, epoch, step_seconds, elapsed)
-            if (step + 1) % eval_every == 0 or step + 1 == total_steps:
+            budget_spent = self.max_seconds is not None and elapsed >= self.max_seconds
+            if (step + 1) % eval_every == 0 or step + 1 == total_steps or budget_spent:
                 recorder.flush()  # drops models that diverged before their evaluation
                 for label in recorder.active:
                     train_loss, train_err = evaluate(self.models[label], eval_x, eval_y, device, autocast)
@@ -311,8 +312,8 @@ class Trainer:
                         model=label, step=step, epoch=epoch, train_loss=train_loss, train_err=train_err,
                         test_loss=test_loss, test_err=test_err, wall=elapsed))
             recorder.flush_if_due()
-            if self.max_seconds is not None and elapsed >= self.max_seconds:
-                break  # the budget ends the run like its last step
+            if budget_spent:
+                break  # the budget ends the run like its last step, evaluation included
         recorder.flush()
         final = "stopped" if self._stop.is_set() else "finished"
         for label in recorder.active:

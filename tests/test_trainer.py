@@ -110,7 +110,9 @@ def test_a_time_budget_ends_the_run(store):
     trainer = Trainer(tiny_config(steps=100_000), store, max_seconds=0.5)
     run_id = trainer.run()
     assert trainer.state == "finished"
-    assert 0 < store.steps(run_id).step.max() < 100_000
+    last_step = store.steps(run_id).step.max()
+    assert 0 < last_step < 100_000
+    assert store.evals(run_id).step.max() == last_step  # the budget's end is evaluated like a last step
 
 
 def test_jobs_refuse_a_second_run_and_reattach_by_id(store):
