@@ -181,7 +181,8 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
 
     _preset(args.preset)
     result = reproduce(args.preset, budget_s=args.budget, data_source=args.data, out=args.out,
-                       store=RunStore(args.store))
+                       store=RunStore(args.store), progress=_progress_line)
+    print(file=sys.stderr)
     print(f"{result.verdict.figure}; prediction {'held' if result.verdict.held else 'did not hold'}"
           if result.verdict.held is not None else result.verdict.figure, file=sys.stderr)
     print(f"report: {result.report_path}", file=sys.stderr)
@@ -195,7 +196,8 @@ def cmd_record(args: argparse.Namespace) -> None:
     keys = args.presets or list(PRESETS)
     for key in keys:
         _preset(key)
-    record(keys, out_dir=args.out_dir, budget_s=args.budget, data_source=args.data, store=RunStore(args.store))
+    record(keys, out_dir=args.out_dir, budget_s=args.budget, data_source=args.data, store=RunStore(args.store),
+           progress=_progress_line)
 
 
 def build_parser() -> argparse.ArgumentParser:

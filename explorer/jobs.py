@@ -1,5 +1,6 @@
 """The process-wide registry of training jobs, so a browser reload or a second tab re-attaches to its run.
 
+A preset's after-training study (the lesion study) runs in the job's thread when its training ends.
 One job trains at a time: the machine's cores (or its GPU) are shared by every viewer of the app, and a second
 run would only slow the first. Finished jobs stay registered (their trained models feed the lesion study) until
 `KEEP_FINISHED` newer ones replace them.
@@ -11,6 +12,7 @@ import threading
 from pathlib import Path
 
 from .config import Config
+from .presets import PRESETS
 from .store import RunStore
 from .trainer import Trainer
 
@@ -30,7 +32,8 @@ def start_job(config: Config, store: RunStore, *, preset: str = "", data_dir: st
         running = _active()
         if running is not None:
             raise JobBusy(f"run {running.run_id} is still training: stop it or wait for it to finish first")
-        trainer = Trainer(config, store, preset=preset, data_dir=data_dir, max_seconds=max_seconds)
+        after = PRESETS[preset].after_training if preset in PRESETS else None
+        trainer = Trainer(config, store, preset=preset, data_dir=data_dir, max_seconds=max_seconds, after=after)
         _jobs[trainer.start()] = trainer
         for run_id in [r for r, job in _jobs.items() if not job.active][:-KEEP_FINISHED]:
             del _jobs[run_id]

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -141,8 +141,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
 
 class Trainer:
     def __init__(self, config: Config, store: RunStore, *, preset: str = "", data: ImageData | None = None,
-                 data_dir: str | Path | None = None, max_seconds: float | None = None):
+                 data_dir: str | Path | None = None, max_seconds: float | None = None,
+                 after: Callable[["Trainer", RunStore], None] | None = None):
+        """`after` runs in the training thread once the run finished (a preset's lesion study, say)."""
         self.config = config
+        self.after = after
         self.store = store
         self.preset = preset
         self.data = data
@@ -218,6 +221,8 @@ class Trainer:
         self._started.set()
         try:
             self._train()
+            if self.after is not None and self.state == "finished":
+                self.after(self, self.store)
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
             self._set_state("failed")
