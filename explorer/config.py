@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Literal, Mapping
@@ -267,6 +268,11 @@ class Config:
     @property
     def labels(self) -> list[str]:
         return [m.label for m in self.models]
+
+    def run_steps(self) -> tuple[int, int]:
+        """(total steps, steps per epoch) as the trainer counts them: full batches over the training subset."""
+        per_epoch = max(1, self.data.subset // self.optim.batch_size)
+        return self.optim.steps or max(1, math.ceil(self.optim.epochs * per_epoch)), per_epoch
 
     # --- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

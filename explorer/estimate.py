@@ -74,17 +74,10 @@ def format_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def run_steps(config: Config) -> tuple[int, int]:
-    """(total steps, steps per epoch) of a run, as the trainer counts them: full batches over the subset."""
-    batch = min(config.optim.batch_size, config.data.subset)
-    per_epoch = config.data.subset // batch
-    return config.optim.steps or max(1, math.ceil(config.optim.epochs * per_epoch)), per_epoch
-
-
 def estimate_seconds(config: Config, device: str | torch.device = "auto") -> Estimate:
     """Time each model of `config` for a moment on `device` and extrapolate to the whole run."""
     device = resolve_device(device) if isinstance(device, str) else device
-    total, per_epoch = run_steps(config)
+    total, per_epoch = config.run_steps()
     batch = min(config.optim.batch_size, config.data.subset)
     num_classes = len(config.data.classes) or 10
     evals = math.ceil(total / (config.eval_every or per_epoch))

@@ -251,7 +251,8 @@ class Trainer:
         cfg, optim, device = self.config, self.config.optim, self.device
         stream = BatchStream(self.data, optim.batch_size, cfg.data.augment, device, seed=cfg.seed,
                              channels_last=True)
-        total_steps = optim.steps or max(1, math.ceil(optim.epochs * stream.steps_per_epoch))
+        total_steps, steps_per_epoch = cfg.run_steps()
+        assert steps_per_epoch == stream.steps_per_epoch, "Config.run_steps and BatchStream disagree"
         eval_every = cfg.eval_every or stream.steps_per_epoch
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         sample = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(cfg.seed))

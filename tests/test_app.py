@@ -159,7 +159,8 @@ def test_the_demo_button_starts_the_classic_demo_and_opens_the_lab(store, monkey
     at.button(key="demo").click().run()
     assert_clean(at)
     (config, preset), = started
-    assert preset == "degradation" and config.labels == ["plain20", "plain56", "resnet20", "resnet56"]
+    assert preset == "degradation"
+    assert [(m.family, m.depth) for m in config.models] == [("plain", 20), ("plain", 56), ("resnet", 20), ("resnet", 56)]
     assert at.title[0].value == "Lab" and at.query_params["run"] == at.session_state[session.LAB_RUN]
 
 
@@ -169,6 +170,7 @@ def test_lab_widgets_produce_the_configuration(store):
     at.multiselect(key="cfg_families").set_value(["plain", "resnet"]).run()
     at.select_slider(key="cfg_shallow").set_value(14).run()
     at.select_slider(key="cfg_deep").set_value(32).run()
+    at.toggle(key="cfg_zero_init").set_value(False)  # the CPU default (the degradation preset) starts it on
     at.select_slider(key="cfg_lr").set_value(0.05)
     at.select_slider(key="cfg_batch").set_value(64)
     at.number_input(key="cfg_steps").set_value(100)

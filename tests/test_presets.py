@@ -7,7 +7,7 @@ import torch
 import explorer.presets as presets_module
 from explorer.config import Config, DataConfig, ModelConfig, OptimConfig, valid_depths
 from explorer.data import normalize, synthetic_cifar
-from explorer.estimate import Estimate, estimate_seconds, run_steps
+from explorer.estimate import Estimate, estimate_seconds
 from explorer.lesion import BASELINE_BLOCK, lesion_errors
 from explorer.models import build_model, describe_config, lesioned, option_a
 from explorer.presets import PRESETS, MARGIN, Verdict
@@ -52,26 +52,32 @@ def test_every_preset_config_validates_and_round_trips(device):
         config = preset.config(None, device, "cifar10")
         assert Config.from_json(config.to_json()) == config
         assert config.device == device and config.data.source == "cifar10"
-        total, _ = run_steps(config)
+        total, _ = config.run_steps()
         assert total // config.eval_every <= presets_module.MAX_EVALS + 1
     degradation = PRESETS["degradation"].config(None, device, "synthetic")
     if device == "cpu":  # the sizing bench/degradation.py measured: 1,000 images, warm-up over 1 epoch, then cosine
         assert degradation.data.subset == 1000 and degradation.optim.warmup_epochs == 1
         assert degradation.optim.schedule == "cosine" and degradation.optim.lr == 0.1 and degradation.bf16
         assert degradation.labels == ["plain20", "plain56", "resnet20-zi", "resnet56-zi"]
+        assert PRESETS["zero-init"].config(None, device).labels == ["resnet56", "resnet56-zi"]
     else:
         assert degradation.data.subset == 50000 and degradation.data.augment
 
 
 def test_presets_compare_what_the_papers_compare():
-    labels = {key: PRESETS[key].config(None, "cpu").labels for key in PRESETS}
-    assert PRESETS["degradation"].config(None, "cuda").labels == ["plain20", "plain56", "resnet20", "resnet56"]
-    assert labels["shortcut-ablation"] == ["resnet56", "resnet56-scaled", "resnet56-C", "resnet56-gated"]
+    labels = {key: PRESETS[key].config(None, "cuda").labels for key in PRESETS}
+    assert labels["degradation"] == ["plain20", "plain56", "resnet20", "resnet56"]
+    for key, preset in PRESETS.items():  # on a CPU residual nets start as the identity, except where init is studied
+        cpu_models = preset.config(None, "cpu").models
+        if preset.zero_init_on_cpu:
+            assert all(m.zero_init_residual for m in cpu_models if m.residual), key
+    assert labels["shortcut-ablation"] == ["resnet110", "resnet110-scaled", "resnet110-C", "resnet110-gated"]
     assert labels["very-deep"] == ["resnet110", "resnet1202"]
     assert PRESETS["very-deep"].config(None, "cpu").optim.steps > 0
     assert PRESETS["zero-init"].config(None, "cpu").optim.warmup_epochs == 0
     assert "resnet110" in PRESETS["depth-sweep"].config(None, "cuda").labels
-    basic, _, equal_cost = (describe_config(ModelConfig.parse(label)) for label in labels["bottleneck"])
+    cpu_bottleneck = PRESETS["bottleneck"].config(None, "cpu").labels
+    basic, _, equal_cost = (describe_config(ModelConfig.parse(label)) for label in cpu_bottleneck)
     assert abs(equal_cost.macs / basic.macs - 1) < 0.1  # "at equal cost"
 
 
