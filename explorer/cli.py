@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -131,12 +130,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     run_id = trainer.start()
     print(f"run {run_id}: {', '.join(config.labels)} on {trainer.progress().data_source}", file=sys.stderr)
     try:
-        while trainer.active:
-            _progress_line(trainer.progress())
-            time.sleep(0.5)
+        trainer.watch(_progress_line)
     except KeyboardInterrupt:
-        trainer.stop()
-    trainer.join()
+        pass  # the run is stopped and stored; its id is still printed
     _progress_line(trainer.progress(), final=True)
     if trainer.state == "failed":
         raise RuntimeError(trainer.error)

@@ -62,19 +62,9 @@ def reproduce(preset_key: str, *, budget_s: float | None = None, data_source: st
     estimate = estimate_seconds(config, config.device) if local else None
     trainer = Trainer(config, store, preset=preset.key, max_seconds=budget_s)
     run_id = trainer.start()
-    try:
-        while trainer.active:
-            if progress is not None:
-                progress(trainer.progress())
-            trainer.join(POLL_SECONDS)
-    except KeyboardInterrupt:
-        trainer.stop()
-        trainer.join()
-        raise
+    trainer.watch(progress or (lambda _: None), POLL_SECONDS)
     if trainer.state == "failed":
         raise ReproduceError(f"preset {preset.key} failed in run {run_id}: {trainer.error}")
-    if progress is not None:
-        progress(trainer.progress())
     preset.after_training(trainer, store)
     verdict = preset.evaluate(store, run_id)
     report = write_report(store, run_id, preset, verdict, Path(out or REPORTS_DIR / f"{preset.key}.html"), estimate)

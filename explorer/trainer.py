@@ -195,6 +195,19 @@ class Trainer:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def watch(self, progress: Callable[[Progress], None], poll_seconds: float = 0.5) -> None:
+        """Block until a started run ends, passing its progress to `progress` every `poll_seconds` and once at the
+        end. Ctrl-C stops the run cleanly, then propagates."""
+        try:
+            while self.active:
+                progress(self.progress())
+                self.join(poll_seconds)
+        except KeyboardInterrupt:
+            self.stop()
+            self.join()
+            raise
+        progress(self.progress())
+
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
