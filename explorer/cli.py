@@ -1,36 +1,63 @@
-"""Command line: describe, train, list and export runs, reproduce the papers' findings headlessly.
+"""Command line: describe nets, train them (here or through the queue), run workers, list, control and export runs,
+reproduce the papers' findings headlessly.
 
     python -m explorer describe --family resnet --depth 56 --json
     python -m explorer train --family plain,resnet --depth 20,56 --data synthetic --epochs 5
-    python -m explorer train --preset degradation --data cifar10
+    python -m explorer train --preset degradation --data cifar10 --queue --wait
+    python -m explorer worker
     python -m explorer runs
+    python -m explorer control RUN_ID pause|resume|stop
+    python -m explorer resume RUN_ID
     python -m explorer export RUN_ID --format parquet --out run.parquet
+    python -m explorer weights RUN_ID --out weights.pt
     python -m explorer reproduce degradation --budget 90 --data cifar10 --out report.html
 
-Configuration flags mirror the app's URL keys (config.QUERY_KEYS), so a shared link and a command line say the
-same thing. Bad input exits with code 2 and one line on stderr.
+`train`, `reproduce` and `record` submit jobs exactly as the app does (`explorer.jobs.submit`); by default this
+process then trains its job itself (a local worker), with `--queue` it leaves it to the running workers and, with
+`--wait`, follows its progress. Configuration flags mirror the app's URL keys (config.QUERY_KEYS), so a shared link
+and a command line say the same thing. Bad input exits with code 2 and one line on stderr; a run that fails or
+diverges exits 1; Ctrl-C stops the run cleanly (resumable) and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .config import (BLOCKS, FAMILIES, INITS, ORDERS, QUERY_KEYS, SHORTCUT_VARIANTS, SHORTCUTS, Config,
                      ConfigError, ModelConfig, model_grid)
 from .data import DataError
+from .memory import ResourceError
+from .settings import SettingsError
+from .states import Control, RunState
 from .store import RunStore, StoreError
 
-USAGE_ERRORS = (ConfigError, DataError, StoreError, FileNotFoundError, IsADirectoryError)
+CONFIG_FILE_LIMIT = 1_000_000  # bytes
 
 
 class UsageError(Exception):
     """Bad command-line input; main() prints it on one line and exits 2."""
+
+
+class RunFailed(Exception):
+    """The run ended failed or diverged; main() prints why and exits 1."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped the run cleanly; main() says how to resume it and exits 130."""
+
+
+def usage_errors() -> tuple[type[Exception], ...]:
+    from .jobs import JobRefused
+
+    return (UsageError, ConfigError, DataError, StoreError, ResourceError, SettingsError, JobRefused)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +65,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-ARCH_FLAGS: dict[str, tuple[str, object]] = {  # flag -> (ModelConfig field, parser of one item)
+ARCH_FLAGS: dict[str, tuple[str, type]] = {  # flag -> (ModelConfig field, parser of one item)
     "family": ("family", str), "depth": ("depth", int), "width": ("width", float), "block": ("block", str),
     "shortcut": ("shortcut", str), "variant": ("shortcut_variant", str), "order": ("order", str),
     "init": ("init", str),
@@ -63,12 +90,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="a preset name (python -m explorer presets lists them)")
 
 
+def read_config_file(path: Path) -> Config:
+    try:
+        if path.stat().st_size > CONFIG_FILE_LIMIT:
+            raise UsageError(f"configuration file {path} is over {CONFIG_FILE_LIMIT:,} bytes: give a JSON object "
+                             "of a run's fields")
+        return Config.from_json(path.read_bytes())
+    except OSError as error:
+        raise UsageError(f"cannot read configuration file {path}: {error.strerror or error}") from None
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     base = Config()
     if args.config:
-        base = Config.from_json(args.config.read_text())
+        base = read_config_file(args.config)
     if getattr(args, "preset", None):
-        base = _preset(args.preset).config(budget_s=None, device=_flag(args, "device") or "auto",
+        base = _preset(args.preset).config(device=_flag(args, "device") or "auto",
                                            data_source=_flag(args, "data") or base.data.source)
     query = {key: value for key in QUERY_KEYS if (value := _flag(args, key)) is not None}
     config = Config.from_query(query, base=base)
@@ -81,15 +118,19 @@ def _flag(args: argparse.Namespace, key: str) -> str | None:
 
 
 def _models_from_args(args: argparse.Namespace) -> tuple[ModelConfig, ...]:
-    labelled = tuple(ModelConfig.parse(x) for x in (args.models or "").split(",") if x)
+    if args.models is not None and not [x for x in args.models.split(",") if x.strip()]:
+        raise ConfigError("--models is empty: name at least one model, e.g. --models plain20,resnet20")
+    labelled = tuple(ModelConfig.parse(x.strip()) for x in (args.models or "").split(",") if x.strip())
     grid: dict[str, list] = {}
     for flag, (field_name, item) in ARCH_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
             try:
-                grid[field_name] = [item(x) for x in value.split(",") if x]
+                grid[field_name] = [item(x.strip()) for x in value.split(",") if x.strip()]
             except ValueError:
-                raise ConfigError(f"--{flag} {value!r}: expected a comma list of {item.__name__} values") from None
+                raise ConfigError(f"--{flag} {value[:40]!r}: expected a comma list of {item.__name__} values") from None
+            if not grid[field_name]:
+                raise ConfigError(f"--{flag} is empty: give at least one value")
     if args.no_bn:
         grid["batchnorm"] = [False]
     if args.zero_init:
@@ -103,8 +144,142 @@ def _preset(key: str):
     from .presets import PRESETS
 
     if key not in PRESETS:
-        raise ConfigError(f"unknown preset {key!r}: choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {key[:40]!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[key]
+
+
+def _budget(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        budget = float(value)
+    except ValueError:
+        raise UsageError(f"--budget {value[:40]!r} is not a number of seconds") from None
+    if not math.isfinite(budget) or budget <= 0 or budget > 1e7:
+        raise UsageError(f"--budget {value[:40]!r} must be a positive number of seconds")
+    return budget
+
+
+# --- training through the queue ----------------------------------------------------------------------------------
+def train_here(store: RunStore, run_id: str, report: Callable[[str], None]) -> RunState:
+    """Train a submitted run in this process as a local worker, printing its progress; Ctrl-C stops it cleanly."""
+    from .worker import Worker, clean_interrupts
+
+    worker = Worker(store, store.config(run_id).device)
+    with clean_interrupts(worker), _following(store, run_id, report):
+        worker.run_one(run_id)
+    return _finish(store, run_id, interrupted=worker.stopping)
+
+
+def _train_printing(store: RunStore, run_id: str) -> RunState:
+    return train_here(store, run_id, _stderr)
+
+
+def follow(store: RunStore, run_id: str, report: Callable[[str], None]) -> RunState:
+    """Wait for a queued run to end (trained by a worker), printing its progress; Ctrl-C leaves it running."""
+    from . import jobs
+
+    done = threading.Event()
+    try:
+        with _following(store, run_id, report, done):
+            while not store.status(run_id).final:
+                jobs.reap(store)
+                done.wait(0.5)
+    except KeyboardInterrupt:
+        report(f"\nrun {run_id} goes on in its worker; stop it with python -m explorer control {run_id} stop")
+        raise Interrupted(run_id) from None
+    return _finish(store, run_id)
+
+
+def _finish(store: RunStore, run_id: str, interrupted: bool = False) -> RunState:
+    row = store.run(run_id)
+    state = RunState(row["status"])
+    if state in (RunState.FAILED, RunState.DIVERGED):
+        reason = row["error"] or "every model's loss became non-finite or exploded: lower the learning rate"
+        raise RunFailed(f"run {run_id} {state}: {reason}")
+    if interrupted and state is RunState.STOPPED:
+        raise Interrupted(run_id)
+    return state
+
+
+class _following:
+    """Print a run's progress from the store every half second in a thread (its trainer may be in this thread)."""
+
+    def __init__(self, store: RunStore, run_id: str, report: Callable[[str], None],
+                 done: threading.Event | None = None):
+        self.store, self.run_id, self.report = store, run_id, report
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.tty = sys.stderr.isatty()
+        self.last_line = ""
+
+    def _loop(self) -> None:
+        from .trainer import Progress
+
+        ticks = 0
+        while not self.done.wait(0.5):
+            row = self.store.run(self.run_id)
+            line = _progress_line(Progress.from_json(row["progress"], RunState(row["status"])))
+            ticks += 1
+            if self.tty:
+                self.report("\r" + line)
+            elif line != self.last_line and ticks % 10 == 0:  # a log file gets a line every 5 s, not redraws
+                self.report(line + "\n")
+            self.last_line = line
+
+    def __enter__(self) -> "_following":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        from .trainer import Progress
+
+        row = self.store.run(self.run_id)
+        self.report(("\r" if self.tty else "") + _progress_line(
+            Progress.from_json(row["progress"], RunState(row["status"]))) + "\n")
+
+
+def _progress_line(p) -> str:
+    width = 30
+    done = p.step / max(1, p.total_steps)
+    bar = "#" * round(width * done) + "-" * (width - round(width * done))
+    eta = f"eta {p.eta_s:4.0f}s" if p.eta_s is not None and p.state is RunState.RUNNING else str(p.state)
+    diverged = f" diverged: {','.join(p.diverged)}" if p.diverged else ""
+    return (f"[{bar}] step {p.step}/{p.total_steps} epoch {p.epoch:.1f} {p.images_per_s:6.0f} img/s "
+            f"{eta}{diverged}")
+
+
+def _stderr(text: str) -> None:
+    print(text, end="", file=sys.stderr, flush=True)
+
+
+def _owner_key() -> str:
+    from .jobs import CLI_OWNER_KEY
+
+    return os.environ.get("EXPLORER_OWNER_KEY") or CLI_OWNER_KEY
+
+
+def run_config(store: RunStore, config: Config, args: argparse.Namespace, preset: str = "",
+               budget_s: float | None = None) -> str:
+    """Submit `config` and train it here, or leave it to the workers (``--queue``) and optionally wait."""
+    from . import jobs
+
+    submission = jobs.submit(store, config, _owner_key(), preset=preset, budget_s=budget_s,
+                             attach=getattr(args, "attach", False))
+    run_id = submission.run_id
+    _stderr(f"run {run_id}: {', '.join(config.labels)} on {config.data.source}; {submission.estimate.summary()}\n")
+    if getattr(args, "queue", False):
+        if args.wait:
+            follow(store, run_id, _stderr)
+        return run_id
+    if submission.attached:
+        _stderr(f"an identical run exists: following {run_id}\n")
+        follow(store, run_id, _stderr)
+    else:
+        train_here(store, run_id, _stderr)
+    return run_id
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -122,46 +297,70 @@ def cmd_describe(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .trainer import Trainer
-
     config = config_from_args(args)
-    store = RunStore(args.store)
-    trainer = Trainer(config, store, preset=args.preset or "", max_seconds=args.budget)
-    run_id = trainer.start()
-    print(f"run {run_id}: {', '.join(config.labels)} on {trainer.progress().data_source}", file=sys.stderr)
-    try:
-        trainer.watch(_progress_line)
-    except KeyboardInterrupt:
-        pass  # the run is stopped and stored; its id is still printed
-    _progress_line(trainer.progress(), final=True)
-    if trainer.state == "failed":
-        raise RuntimeError(trainer.error)
-    print(run_id)
+    print(run_config(RunStore(args.store), config, args, preset=args.preset or "", budget_s=_budget(args.budget)))
 
 
-def _progress_line(p, final: bool = False) -> None:
-    width = 30
-    done = p.step / max(1, p.total_steps)
-    bar = "#" * round(width * done) + "-" * (width - round(width * done))
-    eta = f"eta {p.eta_s:4.0f}s" if p.eta_s is not None and not final else p.state
-    diverged = f" diverged: {','.join(p.diverged)}" if p.diverged else ""
-    line = (f"\r[{bar}] step {p.step}/{p.total_steps} epoch {p.epoch:.1f} {p.images_per_s:6.0f} img/s "
-            f"{eta}{diverged}")
-    print(line, end="\n" if final else "", file=sys.stderr, flush=True)
+def cmd_worker(args: argparse.Namespace) -> None:
+    from .worker import Worker, clean_interrupts
+
+    worker = Worker(RunStore(args.store), args.device)
+    _stderr(f"worker {worker.worker_id} on {worker.device}: waiting for runs (Ctrl-C stops)\n")
+    with clean_interrupts(worker):
+        try:
+            worker.serve(idle_exit=args.idle_exit, parent_pid=args.parent)
+        except KeyboardInterrupt:
+            pass
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
-    runs = RunStore(args.store).runs()
+    from . import jobs
+
+    store = RunStore(args.store)
+    jobs.reap(store)
+    runs = store.runs()
+    columns = ["run_id", "name", "preset", "status", "created", "device", "data_source"]
     if args.json:
-        print(runs.drop(columns=["config"]).to_json(orient="records", date_format="iso"))
+        print(runs[columns + ["error", "sweep_id"]].to_json(orient="records", date_format="iso"))
     elif runs.empty:
         print("no runs yet: start one with python -m explorer train")
     else:
-        print(runs[["run_id", "name", "preset", "status", "created", "device", "data_source"]].to_string(index=False))
+        print(runs[columns].fillna("").to_string(index=False))
+
+
+def cmd_control(args: argparse.Namespace) -> None:
+    from . import jobs
+
+    store = RunStore(args.store)
+    jobs.request(store, args.run_id, args.key or _owner_key(), Control(args.action if args.action != "resume"
+                                                                        else "run"))
+    print(f"run {args.run_id}: {args.action} requested")
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    from . import jobs
+
+    store = RunStore(args.store)
+    jobs.reap(store)
+    jobs.requeue(store, args.run_id, args.key or _owner_key())
+    if args.queue:
+        if args.wait:
+            follow(store, args.run_id, _stderr)
+    else:
+        train_here(store, args.run_id, _stderr)
+    print(args.run_id)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     RunStore(args.store).export(args.run_id, args.out, args.format)
+    print(args.out)
+
+
+def cmd_weights(args: argparse.Namespace) -> None:
+    from .checkpoints import export_weights
+
+    store = RunStore(args.store)
+    export_weights(store, args.run_id, args.out)
     print(args.out)
 
 
@@ -176,12 +375,11 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     from .reproduce import reproduce
 
     _preset(args.preset)
-    result = reproduce(args.preset, budget_s=args.budget, data_source=args.data, out=args.out,
-                       store=RunStore(args.store), progress=_progress_line)
-    print(file=sys.stderr)
-    print(f"{result.verdict.figure}; prediction {'held' if result.verdict.held else 'did not hold'}"
-          if result.verdict.held is not None else result.verdict.figure, file=sys.stderr)
-    print(f"report: {result.report_path}", file=sys.stderr)
+    result = reproduce(args.preset, budget_s=_budget(args.budget), data_source=args.data, out=args.out,
+                       store=RunStore(args.store), device=args.device, train=_train_printing)
+    verdict = result.verdict
+    _stderr((f"{verdict.figure}; prediction {'held' if verdict.held else 'did not hold'}\n"
+             if verdict.held is not None else f"{verdict.figure}\n") + f"report: {result.report_path}\n")
     print(result.run_id)
 
 
@@ -192,8 +390,8 @@ def cmd_record(args: argparse.Namespace) -> None:
     keys = args.presets or list(PRESETS)
     for key in keys:
         _preset(key)
-    record(keys, out_dir=args.out_dir, budget_s=args.budget, data_source=args.data, store=RunStore(args.store),
-           progress=_progress_line)
+    record(keys, out_dir=args.out_dir, budget_s=_budget(args.budget), data_source=args.data,
+           store=RunStore(args.store), device=args.device, train=_train_printing)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,12 +409,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train models in lockstep and store every record")
     _add_config_flags(train)
-    train.add_argument("--budget", type=float, default=None, help="stop after this many seconds of training")
+    train.add_argument("--budget", default=None, help="stop after this many seconds of training")
+    train.add_argument("--queue", action="store_true", help="leave the run to the workers instead of training here")
+    train.add_argument("--wait", action="store_true", help="with --queue: follow the run until it ends")
+    train.add_argument("--attach", action="store_true", help="join an identical queued, running or finished run "
+                       "instead of training again")
     train.set_defaults(run=cmd_train)
+
+    worker = commands.add_parser("worker", help="claim queued runs and train them until stopped")
+    worker.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    worker.add_argument("--idle-exit", type=float, default=None, help="exit after this many idle seconds")
+    worker.add_argument("--parent", type=int, default=None, help=argparse.SUPPRESS)
+    worker.set_defaults(run=cmd_worker)
 
     runs = commands.add_parser("runs", help="list stored runs")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(run=cmd_runs)
+
+    control = commands.add_parser("control", help="pause, resume or stop a training run")
+    control.add_argument("run_id")
+    control.add_argument("action", choices=["pause", "resume", "stop"])
+    control.add_argument("--key", default=None, help="the run's owner key (default: this machine's command line)")
+    control.set_defaults(run=cmd_control)
+
+    resume = commands.add_parser("resume", help="continue a stopped or interrupted run from its checkpoint")
+    resume.add_argument("run_id")
+    resume.add_argument("--key", default=None, help="the run's owner key (default: this machine's command line)")
+    resume.add_argument("--queue", action="store_true", help="leave it to the workers instead of training here")
+    resume.add_argument("--wait", action="store_true", help="with --queue: follow the run until it ends")
+    resume.set_defaults(run=cmd_resume)
 
     export = commands.add_parser("export", help="export a run's metrics")
     export.add_argument("run_id")
@@ -224,21 +445,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(run=cmd_export)
 
+    weights = commands.add_parser("weights", help="save a run's trained weights (state_dict per model)")
+    weights.add_argument("run_id")
+    weights.add_argument("--out", type=Path, required=True)
+    weights.set_defaults(run=cmd_weights)
+
     presets = commands.add_parser("presets", help="list the paper-experiment presets")
     presets.set_defaults(run=cmd_presets)
 
     reproduce = commands.add_parser("reproduce", help="run a preset and write an HTML report")
     reproduce.add_argument("preset")
-    reproduce.add_argument("--budget", type=float, default=None, help="seconds of training")
-    reproduce.add_argument("--data", default="synthetic", help="synthetic, cifar10 or a data directory")
+    reproduce.add_argument("--budget", default=None, help="seconds of training")
+    reproduce.add_argument("--data", default="synthetic", help="synthetic, cifar10 or a data root's name")
+    reproduce.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     reproduce.add_argument("--out", type=Path, default=None, help="report path (default reports/PRESET.html)")
     reproduce.set_defaults(run=cmd_reproduce)
 
     record = commands.add_parser("record", help="regenerate the recorded runs under assets/recorded")
     record.add_argument("presets", nargs="*", help="preset names (default: all)")
-    record.add_argument("--budget", type=float, default=None, help="seconds of training per preset")
+    record.add_argument("--budget", default=None, help="seconds of training per preset")
     record.add_argument("--data", default="cifar10")
-    record.add_argument("--out-dir", type=Path, default=Path("assets/recorded"))
+    record.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    record.add_argument("--out-dir", type=Path, default=None, help="default assets/recorded/cpu or .../gpu")
     record.set_defaults(run=cmd_record)
     return parser
 
@@ -249,7 +477,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.data_dir is not None:
             os.environ["EXPLORER_DATA_DIR"] = str(args.data_dir)
         args.run(args)
-    except (UsageError, *USAGE_ERRORS) as error:
+    except usage_errors() as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Interrupted as stopped:
+        print(f"stopped: resume with python -m explorer resume {stopped}", file=sys.stderr)
+        return 130
     return 0

@@ -1,18 +1,23 @@
-"""One validated run configuration, from URL or CLI flags to the run store.
+"""One validated run configuration, from URL, CLI flags, JSON or Python to the run store.
 
 A run trains one or several models in lockstep on the same batches. `Config` holds the shared data,
 optimisation and device settings and a tuple of `ModelConfig`s. Every model has a compact label
-(``resnet56``, ``plain20``, ``resnet110-B-pre``, ``vgg16``) that is both its legend name and its
-encoding in a URL, so a shared link reproduces a run exactly:
+(``resnet56``, ``plain20``, ``resnet110-B-pre``, ``vgg16``) that is both its encoding in a URL and its name on the
+command line, so a shared link reproduces a run exactly; `ModelConfig.display_name` is what a student reads
+("ResNet-56 (identity at start)").
 
-    ?models=plain20,plain56,resnet20,resnet56&data=synthetic&subset=2000&epochs=30&lr=0.1
+    ?models=plain20,plain56,resnet20,resnet56&data=cifar10&subset=2000&epochs=30&lr=0.1
 
-Validation raises `ConfigError` with a message that says what to change.
+This module is the one validation layer: every field's type and range is checked here, whatever the source (a URL
+and CLI flags arrive as text and are parsed by `Config.from_query`; JSON and Python values arrive typed and are
+checked as they are). Anything invalid raises `ConfigError` with a message that says what to change; nothing else
+escapes (a fuzz test feeds hostile values through every entry point).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -30,6 +35,7 @@ Init = Literal["kaiming", "xavier"]
 Optimizer = Literal["sgd", "adam"]
 Schedule = Literal["constant", "step", "cosine"]
 Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "fp32", "bf16"]
 
 FAMILIES: tuple[str, ...] = ("plain", "resnet", "vgg")
 BLOCKS: tuple[str, ...] = ("basic", "bottleneck", "inception")
@@ -40,31 +46,73 @@ INITS: tuple[str, ...] = ("kaiming", "xavier")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+FAMILY_NAMES: dict[str, str] = {"plain": "Plain", "resnet": "ResNet", "vgg": "VGG"}
 VGG_DEPTHS: tuple[int, ...] = (11, 13, 16, 19)
 WIDTHS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+# The papers' deepest CIFAR nets: ResNet-1202 (He et al. 2015 §4.2) and the bottleneck ResNet-1001 (He et al. 2016).
+DEEPEST: dict[str, int] = {"basic": 1202, "bottleneck": 1001, "inception": 1202}
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
+BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "cifar10")
+SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+MAX_SEED = 2**32 - 1
+MAX_IMAGES = 1_000_000  # a sanity bound; the memory check (explorer.memory) sets the real one per machine
+MAX_TEXT = 1000  # longest URL value or name accepted
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message says what to change."""
 
 
-def _choice(name: str, value: str, allowed: Iterable[str]) -> None:
+# --- one check per kind of value ------------------------------------------------------------------------------
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _choice(name: str, value: Any, allowed: Iterable[str]) -> None:
     allowed = tuple(allowed)
-    if value not in allowed:
-        raise ConfigError(f"{name} {value!r} is not one of {', '.join(allowed)}")
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"{name} {_shown(value)} is not one of {', '.join(allowed)}")
 
 
-def _in_range(name: str, value: float, low: float, high: float) -> None:
-    if not (low <= value <= high):
-        raise ConfigError(f"{name} {value} is out of range: use a value from {low} to {high}")
+def _integer(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} {_shown(value)} is not a whole number: use one from {low:,} to {high:,}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} {value:,} is out of range: use a whole number from {low:,} to {high:,}")
 
 
+def _number(name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} {_shown(value)} is not a number: use one from {low:g} to {high:g}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigError(f"{name} {value:g} is out of range: use a number from {low:g} to {high:g}")
+
+
+def _boolean(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} {_shown(value)} is not true or false")
+
+
+def _text(name: str, value: Any, limit: int = 200) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} {_shown(value)} is not text")
+    if len(value) > limit or any(ord(c) < 32 for c in value):
+        raise ConfigError(f"{name} is too long or holds control characters: use at most {limit} plain characters")
+
+
+# --- architecture ---------------------------------------------------------------------------------------------
 def layers_per_block(block: str) -> int:
     """Weighted layers on the longest path of one block: 2 (basic, inception) or 3 (bottleneck)."""
     return 3 if block == "bottleneck" else 2
+
+
+def depth_rule(block: str) -> str:
+    """``6n+2`` (basic and inception blocks) or ``9n+2`` (bottleneck), He et al. 2015 §4.2 and Fig. 5."""
+    return f"{3 * layers_per_block(block)}n+2"
 
 
 def blocks_per_stage(family: str, depth: int, block: str) -> int:
@@ -74,11 +122,16 @@ def blocks_per_stage(family: str, depth: int, block: str) -> int:
     return (depth - 2) // (3 * layers_per_block(block))
 
 
-def valid_depths(family: str, block: str = "basic", up_to: int = 1202) -> list[int]:
+def depth_of(block: str, n: int) -> int:
+    """The depth of a net of `block`s with n blocks per stage."""
+    return 3 * layers_per_block(block) * n + 2
+
+
+def valid_depths(family: str, block: str = "basic", up_to: int | None = None) -> list[int]:
     if family == "vgg":
         return list(VGG_DEPTHS)
     step = 3 * layers_per_block(block)
-    return list(range(step + 2, up_to + 1, step))
+    return list(range(step + 2, min(up_to or DEEPEST[block], DEEPEST[block]) + 1, step))
 
 
 @dataclass(frozen=True)
@@ -86,15 +139,15 @@ class ModelConfig:
     """Architecture of one network. Defaults are the paper's CIFAR-10 ResNet-20 with option A."""
 
     family: Family = "resnet"
-    depth: int = 20
-    width: float = 1.0
+    depth: int = 20  # weighted layers: 6n+2 with basic blocks, 9n+2 with bottlenecks, or a VGG configuration
+    width: float = 1.0  # multiplier of the 16/32/64 filters of the stages
     block: Block = "basic"
-    shortcut: Shortcut = "A"
-    shortcut_variant: ShortcutVariant = "identity"
-    order: Order = "original"
+    shortcut: Shortcut = "A"  # He et al. 2015 §3.3: A zero-pads, B projects where shapes change, C everywhere
+    shortcut_variant: ShortcutVariant = "identity"  # He et al. 2016 Table 1
+    order: Order = "original"  # preact: BN-ReLU-conv (He et al. 2016)
     batchnorm: bool = True
     init: Init = "kaiming"
-    zero_init_residual: bool = False
+    zero_init_residual: bool = False  # each residual branch starts at zero: every block is the identity at step 0
 
     def __post_init__(self) -> None:
         _choice("family", self.family, FAMILIES)
@@ -103,23 +156,26 @@ class ModelConfig:
         _choice("shortcut_variant", self.shortcut_variant, SHORTCUT_VARIANTS)
         _choice("order", self.order, ORDERS)
         _choice("init", self.init, INITS)
-        if self.width not in WIDTHS:
-            raise ConfigError(f"width {self.width:g} is not one of {', '.join(f'{w:g}' for w in WIDTHS)}")
-        if not isinstance(self.depth, int) or isinstance(self.depth, bool):
-            raise ConfigError(f"depth {self.depth!r} is not an integer")
+        _boolean("batchnorm", self.batchnorm)
+        _boolean("zero_init_residual", self.zero_init_residual)
+        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or self.width not in WIDTHS:
+            raise ConfigError(f"width {_shown(self.width)} is not one of {', '.join(f'{w:g}' for w in WIDTHS)}")
+        object.__setattr__(self, "width", float(self.width))
+        if isinstance(self.depth, bool) or not isinstance(self.depth, int):
+            raise ConfigError(f"depth {_shown(self.depth)} is not a whole number, e.g. 20 or 56")
         if self.family == "vgg":
             if self.depth not in VGG_DEPTHS:
                 raise ConfigError(f"depth {self.depth} is not a VGG configuration: use 11, 13, 16 or 19")
             return
-        unit = 3 * layers_per_block(self.block)
-        rule = f"{unit}n+2"
+        unit, deepest = 3 * layers_per_block(self.block), DEEPEST[self.block]
+        if self.depth > deepest:
+            raise ConfigError(f"depth {self.depth} is too deep: {self.block} nets go up to {deepest} layers here "
+                              f"(the papers' deepest)")
         if self.depth < unit + 2 or (self.depth - 2) % unit:
             lower = max(unit + 2, (self.depth - 2) // unit * unit + 2)
-            upper = lower + unit if lower < self.depth else lower
+            upper = lower + unit if lower < self.depth and lower + unit <= deepest else lower
             hint = f"try {lower} or {upper}" if lower != upper else f"try {lower}"
-            raise ConfigError(f"depth {self.depth} is not {rule} for {self.block} blocks: {hint}")
-        if self.depth > 1202 * (layers_per_block(self.block) // 2 + 1):
-            raise ConfigError(f"depth {self.depth} is too deep: the largest supported net is about 1202 layers")
+            raise ConfigError(f"depth {self.depth} is not {depth_rule(self.block)} for {self.block} blocks: {hint}")
 
     @property
     def residual(self) -> bool:
@@ -136,10 +192,35 @@ class ModelConfig:
                 parts.append(token_of(value))
         return "-".join(parts)
 
+    @property
+    def display_name(self) -> str:
+        """The name a student reads: ``ResNet-56``, ``Plain-20``, ``ResNet-56 (identity at start)``."""
+        head = f"{FAMILY_NAMES[self.family]}-{self.depth}"
+        notes = []
+        if self.block != "basic":
+            notes.append(self.block)
+        if self.width != 1.0:
+            notes.append(f"width {self.width:g}")
+        if self.residual and self.shortcut != "A":
+            notes.append(f"shortcut {self.shortcut}")
+        if self.residual and self.shortcut_variant != "identity":
+            notes.append(f"{self.shortcut_variant} shortcut")
+        if self.order == "preact":
+            notes.append("pre-activation")
+        if not self.batchnorm:
+            notes.append("no BatchNorm")
+        if self.init != "kaiming":
+            notes.append(f"{self.init} init")
+        if self.zero_init_residual:
+            notes.append("identity at start")
+        return f"{head} ({', '.join(notes)})" if notes else head
+
     @classmethod
     def parse(cls, label: str) -> "ModelConfig":
+        if not isinstance(label, str) or len(label) > 100:
+            raise ConfigError(f"model {_shown(label)} is not a model label such as resnet56")
         head, *tokens = label.strip().split("-")
-        match = re.fullmatch(r"(plain|resnet|vgg)(\d+)", head)
+        match = re.fullmatch(r"(plain|resnet|vgg)(\d{1,5})", head)
         if not match:
             raise ConfigError(f"model {label!r} must start with plain, resnet or vgg and a depth, e.g. resnet56")
         values: dict[str, Any] = {"family": match[1], "depth": int(match[2])}
@@ -157,12 +238,20 @@ class ModelConfig:
         return cls(**values)
 
 
+def display_name(label: str) -> str:
+    """`ModelConfig.display_name` of a label; the label itself where it is not one."""
+    try:
+        return ModelConfig.parse(label).display_name
+    except ConfigError:
+        return label
+
+
 def _flag_token(token: str, value: Any) -> tuple:
     return (lambda v: token, lambda t: value if t == token else None)
 
 
 def _width_of(token: str) -> float | None:
-    match = re.fullmatch(r"w(\d+(?:\.\d+)?)", token)
+    match = re.fullmatch(r"w(\d{1,3}(?:\.\d{1,3})?)", token)
     return float(match[1]) if match else None
 
 
@@ -179,30 +268,36 @@ _LABEL_TOKENS: dict[str, tuple] = {
 }
 
 
+# --- data, optimisation, the run --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DataConfig:
-    """Which images: ``source`` is ``synthetic``, ``cifar10`` or a path to a data directory."""
+    """Which images. ``source`` is a name, never a path: ``synthetic`` (built in), ``cifar10`` (found in the data
+    directory, else downloaded) or the name of a data root the operator configured (explorer.settings)."""
 
     source: str = "synthetic"
-    subset: int = 5000
-    test_subset: int = 2000
-    classes: tuple[str, ...] = ()
-    augment: bool = True
-    seed: int = 0
+    subset: int = 5000  # training images, class-balanced
+    test_subset: int = 2000  # test images, class-balanced; evaluated in full at the end of a run
+    classes: tuple[str, ...] = ()  # class names to keep, in label order; empty: all
+    augment: bool = True  # pad-4 random crop and horizontal flip (He et al. 2015 §4.2)
+    seed: int = 0  # which subset
 
     def __post_init__(self) -> None:
-        if not self.source:
-            raise ConfigError("data source is empty: use synthetic, cifar10 or a path to a data directory")
-        if self.subset < 10:
-            raise ConfigError(f"subset {self.subset} is too small: use at least 10 training images")
-        if self.test_subset < 10:
-            raise ConfigError(f"test_subset {self.test_subset} is too small: use at least 10 test images")
-        if self.source in ("synthetic", "cifar10"):
+        _text("data source", self.source, 64)
+        if not SOURCE_NAME.fullmatch(self.source):
+            raise ConfigError(f"data source {_shown(self.source)} is not a name: use synthetic, cifar10 or the name "
+                              "of a configured data root (a run never names a server path)")
+        _integer("subset", self.subset, 10, MAX_IMAGES)
+        _integer("test_subset", self.test_subset, 10, MAX_IMAGES)
+        _boolean("augment", self.augment)
+        _integer("data seed", self.seed, 0, MAX_SEED)
+        if not isinstance(self.classes, tuple) or len(self.classes) > 1000:
+            raise ConfigError("classes must be a list of at most 1000 class names")
+        for name in self.classes:
+            _text("class name", name, 64)
+        if self.source in BUILTIN_SOURCES:
             unknown = [c for c in self.classes if c not in CIFAR10_CLASSES]
             if unknown:
-                raise ConfigError(
-                    f"unknown class {unknown[0]!r}: choose from {', '.join(CIFAR10_CLASSES)}"
-                )
+                raise ConfigError(f"unknown class {unknown[0]!r}: choose from {', '.join(CIFAR10_CLASSES)}")
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError("classes are repeated: name each class once")
         if len(self.classes) == 1:
@@ -226,13 +321,13 @@ class OptimConfig:
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
-        _in_range("lr", self.lr, 1e-6, 100.0)
-        _in_range("momentum", self.momentum, 0.0, 0.999)
-        _in_range("weight_decay", self.weight_decay, 0.0, 0.1)
-        _in_range("batch_size", self.batch_size, 1, 4096)
-        _in_range("warmup_epochs", self.warmup_epochs, 0.0, 1000.0)
-        _in_range("epochs", self.epochs, 0.0, 10000.0)
-        _in_range("steps", self.steps, 0, 10_000_000)
+        _number("lr", self.lr, 1e-6, 100.0)
+        _number("momentum", self.momentum, 0.0, 0.999)
+        _number("weight_decay", self.weight_decay, 0.0, 0.1)
+        _integer("batch_size", self.batch_size, 1, 4096)
+        _number("warmup_epochs", self.warmup_epochs, 0.0, 1000.0)
+        _number("epochs", self.epochs, 0.0, 10000.0)
+        _integer("steps", self.steps, 0, 10_000_000)
         if self.epochs == 0 and self.steps == 0:
             raise ConfigError("nothing to train: set epochs or steps above 0")
 
@@ -244,15 +339,18 @@ class Config:
     models: tuple[ModelConfig, ...] = (ModelConfig(),)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    device: Device = "auto"
-    threads: int = 0
-    bf16: bool = False
-    probe_every: int = 10
-    eval_every: int = 0
-    seed: int = 0
+    device: Device = "auto"  # auto: the GPU when the worker has one
+    threads: int = 0  # CPU threads (0: PyTorch's default)
+    precision: Precision = "auto"  # auto: bf16 autocast on a GPU, fp32 on a CPU
+    probe_every: int = 10  # per-layer probes every this many steps (0: never)
+    eval_every: int = 0  # evaluate every this many steps (0: about 25 times per run)
+    eval_images: int = 500  # images of the training and test subsets scored at each evaluation; the end scores all
+    seed: int = 0  # weights and batch order
     name: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.models, tuple) or not all(isinstance(m, ModelConfig) for m in self.models):
+            raise ConfigError("models must be a list of model labels or model objects")
         if not self.models:
             raise ConfigError("no model to train: name at least one, e.g. resnet20")
         labels = [m.label for m in self.models]
@@ -260,10 +358,16 @@ class Config:
             raise ConfigError(f"model {_first_repeat(labels)} is listed twice: list each model once")
         if len(self.models) > 16:
             raise ConfigError(f"{len(self.models)} models in one run is too many: use at most 16")
+        if not isinstance(self.data, DataConfig) or not isinstance(self.optim, OptimConfig):
+            raise ConfigError("data and optim must be objects of their own fields")
         _choice("device", self.device, DEVICES)
-        _in_range("threads", self.threads, 0, 256)
-        _in_range("probe_every", self.probe_every, 0, 1_000_000)
-        _in_range("eval_every", self.eval_every, 0, 1_000_000)
+        _choice("precision", self.precision, PRECISIONS)
+        _integer("threads", self.threads, 0, 256)
+        _integer("probe_every", self.probe_every, 0, 1_000_000)
+        _integer("eval_every", self.eval_every, 0, 1_000_000)
+        _integer("eval_images", self.eval_images, 10, MAX_IMAGES)
+        _integer("seed", self.seed, 0, MAX_SEED)
+        _text("name", self.name)
 
     @property
     def labels(self) -> list[str]:
@@ -274,6 +378,17 @@ class Config:
         per_epoch = max(1, self.data.subset // self.optim.batch_size)
         return self.optim.steps or max(1, math.ceil(self.optim.epochs * per_epoch)), per_epoch
 
+    def evaluation_interval(self) -> int:
+        """Steps between evaluations: `eval_every`, or about 25 evaluations over the run (so that every run draws a
+        test-error curve, not a dot)."""
+        total, _ = self.run_steps()
+        return self.eval_every or max(1, total // 25)
+
+    def fingerprint(self) -> str:
+        """What makes two runs the same experiment: everything but the name."""
+        body = json.dumps(replace(self, name="").to_dict(), sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
+
     # --- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -282,27 +397,33 @@ class Config:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, raw: Any) -> "Config":
+        if not isinstance(raw, Mapping):
+            raise ConfigError("a configuration must be an object of fields (models, data, optim, ...)")
         raw = dict(raw)
-        try:
-            models = tuple(
-                ModelConfig.parse(m) if isinstance(m, str) else _build(ModelConfig, m)
-                for m in raw.pop("models", [{}])
-            )
-            data = _build(DataConfig, raw.pop("data", {}))
-            optim = _build(OptimConfig, raw.pop("optim", {}))
-            return _build(cls, raw, models=models, data=data, optim=optim)
-        except TypeError as error:
-            raise ConfigError(f"malformed configuration: {error}") from None
+        if "bf16" in raw and "precision" not in raw:  # written by versions before `precision`
+            raw["precision"] = "bf16" if raw.pop("bf16") is True else "fp32"
+        models_raw = raw.pop("models", [{}])
+        if not isinstance(models_raw, (list, tuple)):
+            raise ConfigError("models must be a list of model labels or model objects")
+        models = tuple(ModelConfig.parse(m) if isinstance(m, str) else _build(ModelConfig, m) for m in models_raw)
+        data = _build(DataConfig, raw.pop("data", {}))
+        optim = _build(OptimConfig, raw.pop("optim", {}))
+        return _build(cls, raw, models=models, data=data, optim=optim)
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
+    def from_json(cls, text: str | bytes) -> "Config":
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ConfigError("the configuration file is not UTF-8 text: save it as UTF-8 JSON") from None
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as error:
             raise ConfigError(f"configuration is not valid JSON: {error}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError("configuration JSON must be an object")
+        except RecursionError:
+            raise ConfigError("configuration JSON is nested too deeply: write a flat object of fields") from None
         return cls.from_dict(raw)
 
     # --- URL query string -------------------------------------------------------------------
@@ -322,21 +443,42 @@ class Config:
     def from_query(cls, query: Mapping[str, str] | str, base: "Config | None" = None) -> "Config":
         """Parse a URL query (string or mapping); keys it lacks keep their value in ``base`` (or the default).
 
-        The key ``run`` (a run id the app keeps in its URL) is not part of the configuration and is ignored.
+        The app's own keys (`APP_KEYS`: the run id, an owner key, ...) are not part of the configuration and are
+        ignored; any other unknown key is an error.
         """
         if isinstance(query, str):
             query = dict(parse_qsl(query.lstrip("?")))
-        unknown = sorted(set(query) - set(QUERY_KEYS) - {"models", "run"})
+        if not isinstance(query, Mapping):
+            raise ConfigError("a URL query must be key=value pairs")
+        query = dict(query)
+        if "bf16" in query and "precision" not in query:  # links written before `precision`
+            query["precision"] = {"1": "bf16", "true": "bf16"}.get(str(query["bf16"]).lower(), "fp32")
+        query.pop("bf16", None)
+        unknown = sorted(str(k) for k in set(query) - set(QUERY_KEYS) - {"models", *APP_KEYS})
         if unknown:
-            raise ConfigError(f"unknown URL parameter {unknown[0]!r}: known ones are models, {', '.join(QUERY_KEYS)}")
+            raise ConfigError(f"unknown URL parameter {_shown(unknown[0])}: known ones are models, "
+                              f"{', '.join(QUERY_KEYS)}")
         config = base or DEFAULT_CONFIG
         if "models" in query:
-            labels = [x for x in str(query["models"]).split(",") if x]
+            text = _query_value("models", query["models"])
+            labels = [x.strip() for x in text.split(",") if x.strip()]
+            if not labels:
+                raise ConfigError("models is empty: name at least one model, e.g. models=plain20,resnet20")
             config = replace(config, models=tuple(ModelConfig.parse(x) for x in labels))
         for key, (path, kind) in QUERY_KEYS.items():
             if key in query:
-                config = _set_path(config, path, _parse(key, str(query[key]), kind))
+                config = _set_path(config, path, _parse(key, _query_value(key, query[key]), kind))
         return config
+
+
+APP_KEYS: tuple[str, ...] = ("run", "key")  # URL keys of the app that are not configuration
+
+
+def _query_value(key: str, value: Any) -> str:
+    text = str(value)
+    if len(text) > MAX_TEXT:
+        raise ConfigError(f"URL parameter {key} is {len(text):,} characters long: use at most {MAX_TEXT:,}")
+    return text
 
 
 def _first_repeat(items: list[str]) -> str:
@@ -348,13 +490,18 @@ def _first_repeat(items: list[str]) -> str:
     return ""
 
 
-def _build(cls: type, raw: Mapping[str, Any], **fixed: Any) -> Any:
+def _build(cls: type, raw: Any, **fixed: Any) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{cls.__name__} must be an object of fields, not {_shown(raw)}")
     names = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - names)
+    unknown = sorted(str(k) for k in set(raw) - names)
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} field {unknown[0]!r}: known ones are {', '.join(sorted(names))}")
+        raise ConfigError(f"unknown {cls.__name__} field {_shown(unknown[0])}: known ones are "
+                          f"{', '.join(sorted(names))}")
     values = {**raw, **fixed}
     if cls is DataConfig and "classes" in values:
+        if not isinstance(values["classes"], (list, tuple)):
+            raise ConfigError("classes must be a list of class names")
         values["classes"] = tuple(values["classes"])
     return cls(**values)
 
@@ -378,9 +525,10 @@ QUERY_KEYS: dict[str, tuple[tuple[str, ...], type]] = {
     "steps": (("optim", "steps"), int),
     "device": (("device",), str),
     "threads": (("threads",), int),
-    "bf16": (("bf16",), bool),
+    "precision": (("precision",), str),
     "probe": (("probe_every",), int),
     "eval": (("eval_every",), int),
+    "eval_images": (("eval_images",), int),
     "seed": (("seed",), int),
     "name": (("name",), str),
 }
@@ -409,26 +557,40 @@ def _format(value: Any) -> str:
 
 
 def _parse(key: str, text: str, kind: type) -> Any:
+    text = text.strip()
     if kind is bool:
         if text.lower() not in ("0", "1", "true", "false"):
-            raise ConfigError(f"URL parameter {key}={text!r} must be 0 or 1")
+            raise ConfigError(f"URL parameter {key}={_shown(text)} must be 0 or 1")
         return text.lower() in ("1", "true")
     if kind is tuple:
-        return tuple(x for x in text.split(",") if x)
-    try:
-        return kind(text)
-    except ValueError:
-        raise ConfigError(f"URL parameter {key}={text!r} is not a valid {kind.__name__}") from None
+        return tuple(x.strip() for x in text.split(",") if x.strip())
+    if kind is int:
+        if not re.fullmatch(r"[+-]?\d{1,19}", text):
+            raise ConfigError(f"URL parameter {key}={_shown(text)} is not a whole number")
+        return int(text)
+    if kind is float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"URL parameter {key}={_shown(text)} is not a number") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"URL parameter {key}={_shown(text)} is not a finite number")
+        return value
+    return text
 
 
 def model_grid(**options: Iterable[Any]) -> tuple[ModelConfig, ...]:
     """The cross product of architecture options, e.g. ``model_grid(family=["plain", "resnet"], depth=[20, 56])``.
 
-    VGG rows ignore residual-only options. Order follows the arguments, last varying fastest.
+    Order follows the arguments, last varying fastest. An empty list of values is an error, not an empty grid.
     """
     keys = list(options)
+    lists = {key: list(options[key]) for key in keys}
+    empty = [key for key, values in lists.items() if not values]
+    if empty:
+        raise ConfigError(f"{empty[0]} is empty: give at least one value")
     models = []
-    for values in itertools.product(*(list(options[k]) for k in keys)):
+    for values in itertools.product(*(lists[k] for k in keys)):
         model = ModelConfig(**dict(zip(keys, values)))
         if model not in models:
             models.append(model)

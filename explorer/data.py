@@ -1,17 +1,21 @@
 """Images for the experiments: CIFAR-10, any image folder, or a built-in synthetic set, as uint8 tensors.
 
 `load_data(cfg)` turns a `DataConfig` into an `ImageData` of uint8 ``[N, 3, 32, 32]`` images and int64 labels,
-after the class selection and a class-balanced, seeded subset. Sources:
+after the class selection and a class-balanced, seeded subset. A run names its source; it never names a path
+(`explorer.settings` maps names to the folders an operator configured):
 
 - ``synthetic``: `synthetic_cifar`, generated in code (no files), CIFAR-shaped and hard enough that depth matters.
-- ``cifar10``: searched in the data directory (argument, else ``$EXPLORER_DATA_DIR``, else ``./data``) as the
-  official python batches (``cifar-10-batches-py/``, as torchvision downloads them) or as an ImageFolder copy
-  (``train/<class>/*``, ``test/<class>/*``, also under ``cifar10-jpg/``); if absent, downloaded by torchvision.
-- a path: a directory holding either layout; ImageFolder class names come from the folder names.
+- ``cifar10``: searched in the data directory ($EXPLORER_DATA_DIR, default ``./data``) as the official python batches
+  (``cifar-10-batches-py/``) or as an ImageFolder copy (``train/<class>/*``, ``test/<class>/*``, also under
+  ``cifar10-jpg/``); if absent, downloaded by torchvision (never on a hosted server).
+- a data root's name: a folder of either layout; ImageFolder class names come from the folder names. The data
+  directory itself, when it holds another ImageFolder, is offered under its folder's name (`available_sources`).
 
-Image files are decoded once (PIL, resized to 32x32 RGB) and cached with `torch.save` in ``<dir>/.cache/`` (or
-``~/.cache/resnet-explorer/`` where ``<dir>`` is read-only), keyed by the source path and every file's size and
-mtime, so a changed folder is decoded again and an unchanged one loads in well under a second.
+The official batches are Python pickles: they are unpickled only after every file's md5 matches the one torchvision
+publishes, so a planted file cannot run code. Image files are decoded once (PIL, resized to 32x32 RGB) and cached
+with `torch.save` in the cache directory ($EXPLORER_CACHE_DIR), keyed by the source folder and every file's size and
+mtime, so a changed folder is decoded again and an unchanged one loads in well under a second. Nothing is written
+into a data folder.
 
 `BatchStream` keeps the training images resident on the device and yields normalised, shuffled, augmented batches
 without a DataLoader: pad-4 random crop and horizontal flip (He et al. 2015, §4.2) are one gather over the whole
@@ -21,9 +25,12 @@ batch, and every epoch is a pure function of ``(seed, epoch)``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import pickle
+import re
 import threading
+import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,11 +40,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from PIL import Image
 from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from explorer.config import CIFAR10_CLASSES, DataConfig
+from explorer.config import CIFAR10_CLASSES, SOURCE_NAME, DataConfig
+from explorer.decode import DecodeError, decode_many
+from explorer.settings import settings
 
 Progress = Callable[[float, str], None]
 DataKind = Literal["cifar10", "synthetic", "folder"]
@@ -53,7 +61,11 @@ BATCHES_FOLDER = "cifar-10-batches-py"
 BATCH_FILES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 ARCHIVE_BYTES = 170_498_071
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# md5 of each official batch file, as torchvision publishes them (torchvision.datasets.CIFAR10.train_list/test_list)
+BATCH_MD5: dict[str, str] = {name: md5 for name, md5 in (*torchvision.datasets.CIFAR10.train_list,
+                                                        *torchvision.datasets.CIFAR10.test_list)}
+SYNTHETIC_CHUNK = 5000  # synthetic images are rendered this many at a time, so memory stays flat
 LAYOUT_NAMES: dict[str, str] = {"batches": "python batches", "imagefolder": "ImageFolder"}
 
 
@@ -77,6 +89,14 @@ class ImageData:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def to(self, device: torch.device | str) -> "ImageData":
+        return replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
+                       test_x=self.test_x.to(device), test_y=self.test_y.to(device))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.train_x, self.train_y, self.test_x, self.test_y))
+
 
 @dataclass(frozen=True)
 class DataLocation:
@@ -89,7 +109,7 @@ class DataLocation:
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The data directory: the argument, else ``$EXPLORER_DATA_DIR``, else ``./data``."""
-    return Path(data_dir or os.environ.get("EXPLORER_DATA_DIR") or "data").expanduser()
+    return Path(data_dir).expanduser() if data_dir else settings().data_dir
 
 
 # --- locating data on disk ---------------------------------------------------------------------------------------
@@ -100,9 +120,9 @@ def _class_dirs(split_dir: Path) -> list[Path]:
 
 def _layout_at(path: Path) -> DataLocation | None:
     if all((path / name).is_file() for name in BATCH_FILES):
-        return DataLocation("batches", path, f"{LAYOUT_NAMES['batches']} in {path}")
+        return DataLocation("batches", path, LAYOUT_NAMES["batches"])
     if (path / "train").is_dir() and (path / "test").is_dir():
-        return DataLocation("imagefolder", path, f"{LAYOUT_NAMES['imagefolder']} in {path}")
+        return DataLocation("imagefolder", path, LAYOUT_NAMES["imagefolder"])
     return None
 
 
@@ -123,7 +143,7 @@ def find_cifar10(data_dir: str | os.PathLike | None = None) -> DataLocation | No
     for candidate in _candidates(root):
         location = _layout_at(candidate) if candidate.is_dir() else None
         if location and _is_cifar10(location):
-            return replace(location, description=f"CIFAR-10 {location.description}")
+            return replace(location, description=f"CIFAR-10 ({location.description})")
     return None
 
 
@@ -185,19 +205,14 @@ def _scan_imagefolder(root: Path) -> tuple[list[str], dict[str, list[tuple[str, 
 
 
 def _decode_images(items: list[tuple[str, int]], report: Progress, done: int, total: int) -> tuple[Tensor, Tensor]:
-    """PIL decode to RGB, resized to 32x32. Serial on purpose: threads only add GIL contention for such small files."""
-    pixels = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    for i, (path, _) in enumerate(items):
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-                    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-                pixels[i] = np.asarray(image)
-        except (OSError, ValueError) as error:
-            raise DataError(f"cannot read image file {path} ({error}): replace or delete it") from None
-        if (done + i) % 5000 == 0:
-            report((done + i) / total, f"decoding images: {done + i:,} of {total:,}")
+    """Decode the files of `items` (`explorer.decode`, in parallel when there are many) with their labels."""
+    def progress(count: int) -> None:
+        report((done + count) / total, f"decoding images: {done + count:,} of {total:,}")
+
+    try:
+        pixels = decode_many([path for path, _ in items], progress)
+    except DecodeError as error:
+        raise DataError(str(error)) from None
     labels = torch.tensor([label for _, label in items], dtype=torch.int64)
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(), labels
 
@@ -209,7 +224,23 @@ def _decode_imagefolder(root: Path, classes: list[str], files: dict, report: Pro
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "classes": classes}
 
 
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _read_batch(path: Path) -> tuple[Tensor, Tensor]:
+    """One official batch file, unpickled only once its md5 matches the published one."""
+    try:
+        checksum = _md5(path)
+    except OSError as error:
+        raise DataError(f"cannot read CIFAR-10 batch {path.name} ({error.strerror}): download it again") from None
+    if checksum != BATCH_MD5[path.name]:
+        raise DataError(f"CIFAR-10 batch {path.name} does not match the official checksum, so it is not loaded (it "
+                        "is a pickle, which could run code): replace the folder with the official download")
     try:
         with open(path, "rb") as file:
             batch = pickle.load(file, encoding="bytes")
@@ -242,20 +273,17 @@ def _decode_batches(folder: Path, report: Progress) -> dict:
     }
 
 
-def _cache_dir(root: Path) -> Path:
-    local = root / ".cache"
+def _cache_dir() -> Path:
+    folder = settings().cache_dir
     try:
-        local.mkdir(exist_ok=True)
-        if os.access(local, os.W_OK):
-            return local
-    except OSError:
-        pass
-    home = Path.home() / ".cache" / "resnet-explorer"
-    home.mkdir(parents=True, exist_ok=True)
-    return home
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"cannot create the cache folder {folder} ({error.strerror}): set EXPLORER_CACHE_DIR to a "
+                        "writable folder") from None
+    return folder
 
 
-def _load_cached(location: DataLocation, root: Path, report: Progress) -> dict:
+def _load_cached(location: DataLocation, report: Progress) -> dict:
     """The decoded arrays of `location`, from the cache when its key (path, sizes, mtimes) still matches."""
     if location.kind == "batches":
         stamps = [(n, (location.path / n).stat().st_size, (location.path / n).stat().st_mtime_ns) for n in BATCH_FILES]
@@ -263,7 +291,7 @@ def _load_cached(location: DataLocation, root: Path, report: Progress) -> dict:
         classes, files, stamps = _scan_imagefolder(location.path)
     source = str(location.path.resolve())
     key = hashlib.sha256(repr((CACHE_VERSION, source, stamps)).encode()).hexdigest()
-    cache_file = _cache_dir(root) / f"{location.kind}-{hashlib.sha256(source.encode()).hexdigest()[:16]}.pt"
+    cache_file = _cache_dir() / f"{location.kind}-{hashlib.sha256(source.encode()).hexdigest()[:16]}.pt"
     if cache_file.is_file():
         try:
             cached = torch.load(cache_file, weights_only=True)
@@ -360,6 +388,7 @@ def select_subset(data: ImageData, classes: tuple[str, ...], n_train: int, n_tes
     old_labels = [data.classes.index(c) for c in names]
     remap = torch.full((len(data.classes),), -1, dtype=torch.int64)
     remap[old_labels] = torch.arange(len(old_labels))
+    remap = remap.to(data.train_y.device)  # the set may live on a GPU (a worker keeps it there between jobs)
     train = _select_indices(data.train_y, old_labels, n_train, _generator(seed, "train"), "subset")
     test = _select_indices(data.test_y, old_labels, n_test, _generator(seed, "test"), "test_subset")
     return replace(
@@ -369,29 +398,116 @@ def select_subset(data: ImageData, classes: tuple[str, ...], n_train: int, n_tes
     )
 
 
-def load_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None,
-              progress: Progress | None = None) -> ImageData:
-    """The images `cfg` names, with its class selection and class-balanced subsets applied. Raises `DataError`."""
-    if cfg.source == "synthetic":
-        return synthetic_cifar(cfg.subset, cfg.test_subset, cfg.seed, classes=cfg.classes or CIFAR10_CLASSES)
-    report = progress or _silent
-    if cfg.source == "cifar10":
-        root = resolve_data_dir(data_dir)
-        location = find_cifar10(root) or download_cifar10(root, report)
+def data_roots(data_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Named folders a run may train on: the operator's EXPLORER_DATA_ROOTS, plus the data directory under its own
+    folder's name when it holds an image folder that is not CIFAR-10 (your own images: see README)."""
+    roots = dict(settings().data_roots)
+    root = resolve_data_dir(data_dir)
+    if root.is_dir() and find_cifar10(root) is None and _layout_at(root) is not None:
+        name = re.sub(r"[^a-z0-9_-]+", "-", root.resolve().name.lower()).strip("-_")[:32] or "images"
+        name = name if SOURCE_NAME.fullmatch(name) and name not in ("synthetic", "cifar10") else "images"
+        roots.setdefault(name, root)
+    return roots
+
+
+def available_sources(data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """Source name -> what it is, for pickers: synthetic, cifar10 (found, or downloadable off a hosted server) and
+    every data root. Cheap: nothing is decoded."""
+    sources = {"synthetic": "built-in synthetic CIFAR-shaped set"}
+    found = find_cifar10(data_dir)
+    if found is not None:
+        sources["cifar10"] = found.description
+    elif not settings().hosted:
+        sources["cifar10"] = "CIFAR-10 (downloaded on first use, 170 MB)"
+    for name, path in data_roots(data_dir).items():
+        location = _layout_at(path) if path.is_dir() else None
+        if location is not None:
+            sources[name] = f"image folder {name!r} ({location.description})"
+    return sources
+
+
+def locate_source(source: str, data_dir: str | os.PathLike | None = None,
+                  progress: Progress | None = None) -> DataLocation | None:
+    """Where the named source lies on disk (None for synthetic); downloads CIFAR-10 when it is missing and the server
+    is not hosted. Raises `DataError` for an unknown name."""
+    if source == "synthetic":
+        return None
+    if source == "cifar10":
+        found = find_cifar10(data_dir)
+        if found is not None:
+            return found
+        if settings().hosted:
+            raise DataError("CIFAR-10 is not installed on this server: use the synthetic set, or ask the operator to "
+                            "put CIFAR-10 in its data directory")
+        return download_cifar10(resolve_data_dir(data_dir), progress)
+    roots = data_roots(data_dir)
+    if source not in roots:
+        known = ", ".join(["synthetic", "cifar10", *roots])
+        raise DataError(f"unknown data source {source!r}: choose one of {known} (an operator adds data roots with "
+                        "EXPLORER_DATA_ROOTS=name=path)")
+    return replace(_find_layout(roots[source]), description=f"image folder {source!r}")
+
+
+_FINGERPRINTS: dict[tuple[str, str], tuple[float, str]] = {}
+FINGERPRINT_SECONDS = 60.0
+
+
+def data_fingerprint(source: str, data_dir: str | os.PathLike | None = None) -> str:
+    """What the named source holds, cheaply (file names, sizes and mtimes; cached a minute): runs of the same
+    configuration on the same data are the same experiment."""
+    if source == "synthetic":
+        return f"synthetic-v{CACHE_VERSION}"
+    key = (source, str(resolve_data_dir(data_dir)))
+    cached = _FINGERPRINTS.get(key)
+    if cached and time.monotonic() - cached[0] < FINGERPRINT_SECONDS:
+        return cached[1]
+    try:
+        location = find_cifar10(data_dir) if source == "cifar10" else locate_source(source, data_dir)
+    except DataError:
+        location = None
+    if location is None:
+        fingerprint = f"{source}-absent"
     else:
-        root = Path(cfg.source).expanduser()
-        location = _find_layout(root)
-    arrays = _load_cached(location, root, report)
+        stamps = _stamps(location)
+        fingerprint = hashlib.sha256(repr((CACHE_VERSION, stamps)).encode()).hexdigest()[:32]
+    _FINGERPRINTS[key] = (time.monotonic(), fingerprint)
+    return fingerprint
+
+
+def _stamps(location: DataLocation) -> list[tuple]:
+    if location.kind == "batches":
+        return [(n, (location.path / n).stat().st_size, (location.path / n).stat().st_mtime_ns) for n in BATCH_FILES]
+    return _scan_imagefolder(location.path)[2]
+
+
+def load_full(source: str, data_dir: str | os.PathLike | None = None, progress: Progress | None = None
+              ) -> ImageData | None:
+    """Every image of a source that lives on disk (None for synthetic, which is generated per subset)."""
+    report = progress or _silent
+    location = locate_source(source, data_dir, report)
+    if location is None:
+        return None
+    arrays = _load_cached(location, report)
     classes = list(arrays["classes"])
     is_cifar10 = location.kind == "batches" or tuple(classes) == CIFAR10_CLASSES
     full = ImageData(
         train_x=arrays["train_x"], train_y=arrays["train_y"], test_x=arrays["test_x"], test_y=arrays["test_y"],
         classes=classes,
-        source=f"CIFAR-10 ({LAYOUT_NAMES[location.kind]}) from {location.path}" if is_cifar10
-        else f"image folder {location.path} ({len(classes)} classes)",
+        source=(f"CIFAR-10 ({LAYOUT_NAMES[location.kind]})" if is_cifar10
+                else f"{location.description} ({len(classes)} classes)"),
         kind="cifar10" if is_cifar10 else "folder",
     )
     report(1.0, f"loaded {full.source}")
+    return full
+
+
+def load_data(cfg: DataConfig, data_dir: str | os.PathLike | None = None, progress: Progress | None = None,
+              full: ImageData | None = None) -> ImageData:
+    """The images `cfg` names, with its class selection and class-balanced subsets applied. Raises `DataError`.
+    `full` is the source's whole set when the caller already holds it (a worker keeps it between jobs)."""
+    if cfg.source == "synthetic":
+        return synthetic_cifar(cfg.subset, cfg.test_subset, cfg.seed, classes=cfg.classes or CIFAR10_CLASSES)
+    full = full if full is not None else load_full(cfg.source, data_dir, progress)
     return select_subset(full, cfg.classes, cfg.subset, cfg.test_subset, cfg.seed)
 
 
@@ -496,7 +612,11 @@ def synthetic_cifar(n_train: int, n_test: int, seed: int,
     splits = []
     for split, n in (("train", n_train), ("test", n_test)):
         labels = torch.arange(n) % len(classes)
-        splits += [_render_synthetic(patterns[labels], _generator(seed, "synthetic", split)), labels]
+        images = torch.empty(n, 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
+        for chunk, start in enumerate(range(0, n, SYNTHETIC_CHUNK)):
+            part = slice(start, start + SYNTHETIC_CHUNK)
+            images[part] = _render_synthetic(patterns[labels[part]], _generator(seed, "synthetic", split, chunk))
+        splits += [images, labels]
     return ImageData(*splits, classes=list(classes), source=f"synthetic CIFAR-shaped set, seed {seed}",
                      kind="synthetic")
 
@@ -549,13 +669,24 @@ class BatchStream:
     def steps_per_epoch(self) -> int:
         return len(self.x) // self.batch_size
 
-    def epoch(self, e: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def run(self, total_steps: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """The epochs back to back from step `start` (a resumed run continues there), cut at `total_steps`."""
+        step = start
+        for epoch in itertools.count(start // self.steps_per_epoch):
+            for batch in self.epoch(epoch, skip=step - epoch * self.steps_per_epoch):
+                if step >= total_steps:
+                    return
+                yield batch
+                step += 1
+
+    def epoch(self, e: int, skip: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Epoch `e`'s batches, from its `skip`-th on (a resumed run continues mid-epoch)."""
         n, size = len(self.x), self.batch_size
         generator = _generator(self.seed, "epoch", e)
         order = torch.randperm(n, generator=generator).to(self.device)
         shifts = torch.randint(0, 2 * CROP_PAD + 1, (n, 2), generator=generator).to(self.device)
         flips = (torch.rand(n, generator=generator) < 0.5).to(self.device)
-        for step in range(self.steps_per_epoch):
+        for step in range(skip, self.steps_per_epoch):
             batch = slice(step * size, (step + 1) * size)
             index = order[batch]
             x = self.x[index]

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .charts import FAMILY_COLORS
+from .palette import FAMILY_COLORS
 from .config import ModelConfig, blocks_per_stage, layers_per_block
 from .models import Block, ConvLayer, ExplorerNet, InceptionBlock, ModelDescription, conv_macs, describe_config
 

@@ -1,61 +1,103 @@
-"""How long a run will take and how much memory it needs, measured in a few seconds before it starts.
+"""How long a run will take, predicted in milliseconds from a per-machine calibration that workers measure.
 
-Each model of the run takes a few real training steps (forward, backward, optimiser) on random images of the
-run's batch size, on the target device, with the trainer's settings (channels_last, bf16 autocast, optimizer).
-The first step is a warm-up and is not timed; the median of the next ones, per image, scales to the run's
-training images, plus its evaluations and probes (a forward pass costs about a third of a training step, as the
-backward pass costs about two forwards). On a CPU a model too big for a quick full batch (ResNet-1202) is timed
-at a smaller batch, chosen from its multiply-adds, and scaled up linearly, which overestimates a little: small
-batches use the hardware less well.
+A training step of one model costs a fixed overhead, a cost per weighted layer (kernel launches, Python) and a cost
+per multiply-add; `calibrate` times the trainer's own step (`explorer.step.TrainStep`) on a few reference nets and
+batch sizes on the worker's device, fits those three numbers by least squares, and the worker stores them
+(`RunStore.save_calibration`). `estimate` then prices any configuration by arithmetic alone: the web server never
+builds a model or times a step to answer "how long?", so a click costs milliseconds, and a net that would not
+fit in memory is priced without trying. Evaluations and probes are forward passes, a third of a step's
+multiply-adds (the backward pass costs about two forwards).
 
-Peak memory adds every model's parameters, gradients and optimiser state (all models stay resident in lockstep),
-the largest model's activations at the run's batch size, and the training images kept on the device. Activations
-are CUDA's measured peak on a GPU, and on a CPU the bytes autograd saves for the backward pass.
+Before a worker has calibrated, `DEFAULT_CALIBRATIONS` stand in (measured on the machines named there) and the
+estimate says it is uncalibrated.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import socket
 import statistics
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .config import Config, ModelConfig
-from .models import build_model, describe_config
-from .trainer import EVAL_TRAIN_IMAGES, PROBE_IMAGES, device_name, make_optimizer, resolve_device
+from .config import Config, ModelConfig, blocks_per_stage, depth_of
+from .device import DevicePolicy
+from .memory import MemoryEstimate, predict
+from .trainer import PROBE_IMAGES, FINAL_TRAIN_IMAGES
 
-CPU_STEP_MACS = 50e9  # on a CPU, time at most this many multiply-adds per step (about a second on two cores)
-TIMED_STEPS = 3
-TIMING_SECONDS = 0.5  # per model, stop timing once this much has been measured (at least one step)
-FORWARD_SHARE = 1 / 3  # cost of a forward pass relative to a training step
-IMAGE_BYTES = 3 * 32 * 32  # one uint8 image
+FORWARD_SHARE = 1 / 3  # multiply-adds of a forward pass relative to a training step
+EVAL_BATCH = 500
+# (model label, batch): small and large batches on a shallow and a deeper net separate the three costs.
+REFERENCE_STEPS = {"cpu": (("resnet8", 8), ("resnet20", 8), ("resnet20", 32), ("resnet32", 16)),
+                   "cuda": (("resnet20", 32), ("resnet20", 512), ("resnet56", 128), ("resnet110", 64))}
+TIMED_STEPS = 5
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Seconds per step = step_s + layer_s × layers + gmac_s × (giga multiply-adds of forward and backward)."""
+
+    machine: str
+    device: str
+    precision: str
+    step_s: float
+    layer_s: float
+    gmac_s: float
+    memory_bytes: int | None = None  # the device's memory (GPUs), for the memory guard
+    torch_version: str = ""
+    measured: str = ""  # when; empty for a default
+
+    @property
+    def device_kind(self) -> str:
+        return "cuda" if self.device.startswith("cuda") else "cpu"
+
+    def step_seconds(self, layers: int, macs: int, batch: int) -> float:
+        return self.step_s + self.layer_s * layers + self.gmac_s * 3 * macs * batch / 1e9
+
+    def forward_seconds(self, layers: int, macs: int, images: int, batch: int = EVAL_BATCH) -> float:
+        batches = math.ceil(images / batch)
+        return batches * (self.step_s + self.layer_s * layers) * FORWARD_SHARE + self.gmac_s * macs * images / 1e9
+
+    def to_row(self) -> dict:
+        return {"machine": self.machine, "device": self.device, "precision": self.precision,
+                "torch_version": self.torch_version, "measured": self.measured, "step_s": self.step_s,
+                "layer_s": self.layer_s, "gmac_s": self.gmac_s, "memory_bytes": self.memory_bytes}
+
+
+# Measured with `calibrate` (CPU: this project's 2-core machine, PyTorch 2.14; GPU: an H200 with PyTorch 2.11,
+# bench/results/gpu-h200-run1.json).
+DEFAULT_CALIBRATIONS: dict[tuple[str, str], Calibration] = {
+    ("cpu", "fp32"): Calibration("default", "cpu", "fp32", step_s=2e-3, layer_s=4e-4, gmac_s=0.02),
+    ("cpu", "bf16"): Calibration("default", "cpu", "bf16", step_s=2e-3, layer_s=6e-4, gmac_s=0.02),
+    ("cuda", "bf16"): Calibration("default", "cuda", "bf16", step_s=4.6e-4, layer_s=4.9e-5, gmac_s=5.6e-5),
+    ("cuda", "fp32"): Calibration("default", "cuda", "fp32", step_s=0.0, layer_s=7.6e-5, gmac_s=8.5e-5),
+}
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Predicted wall time of a run's training (data loading excluded) and its peak memory."""
+    """Predicted seconds of a run's training (data loading excluded), its peak memory, and how sure it is."""
 
     seconds: float
     steps: int
     images_per_s: dict[str, float]  # training images per second of each model alone
-    peak_memory_bytes: int
+    memory: MemoryEstimate
     device: str
+    calibrated: bool
+
+    @property
+    def peak_memory_bytes(self) -> int:
+        return self.memory.total
 
     def summary(self) -> str:
-        return (f"about {format_seconds(self.seconds)} for {self.steps:,} steps on {self.device}; "
-                f"peak memory about {format_bytes(self.peak_memory_bytes)}")
-
-
-@dataclass(frozen=True)
-class _Timing:
-    seconds_per_image: float
-    activation_bytes_per_image: float
-    state_bytes: int
+        note = "" if self.calibrated else " (uncalibrated: no worker has timed this machine yet)"
+        return (f"about {format_seconds(self.seconds)} for {self.steps:,} steps on {self.device}; peak memory about "
+                f"{self.memory.summary()}{note}")
 
 
 def format_seconds(seconds: float) -> str:
@@ -66,118 +108,91 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1000:
-            return f"{count:.0f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
+def _describe(cfg: ModelConfig, num_classes: int) -> tuple[int, int]:
+    from .models import describe_config
+
+    description = describe_config(cfg, num_classes)
+    return description.depth, description.macs
 
 
-def estimate_seconds(config: Config, device: str | torch.device = "auto") -> Estimate:
-    """Time each model of `config` for a moment on `device` and extrapolate to the whole run."""
-    device = resolve_device(device) if isinstance(device, str) else device
+@functools.lru_cache(maxsize=256)
+def model_cost(cfg: ModelConfig, num_classes: int = 10) -> tuple[int, int]:
+    """(weighted layers, forward multiply-adds per image); deep CIFAR nets extrapolated from two shallow twins,
+    exactly, since later blocks of a stage repeat."""
+    n = blocks_per_stage(cfg.family, cfg.depth, cfg.block)
+    if cfg.family == "vgg" or n <= 3:
+        return _describe(cfg, num_classes)
+    (l2, m2), (l3, m3) = (_describe(replace(cfg, depth=depth_of(cfg.block, k)), num_classes) for k in (2, 3))
+    return l3 + (n - 3) * (l3 - l2), m3 + (n - 3) * (m3 - m2)
+
+
+def estimate(config: Config, calibration: Calibration) -> Estimate:
+    """Price `config` on the calibrated device: arithmetic only."""
     total, per_epoch = config.run_steps()
     batch = min(config.optim.batch_size, config.data.subset)
-    num_classes = len(config.data.classes) or 10
-    evals = math.ceil(total / (config.eval_every or per_epoch))
+    classes = len(config.data.classes) or 10
+    evals = math.ceil(total / config.evaluation_interval())
     probes = math.ceil(total / config.probe_every) if config.probe_every else 0
-    forward_images = evals * (min(EVAL_TRAIN_IMAGES, config.data.subset) + config.data.test_subset)
-    forward_images += probes * PROBE_IMAGES
-    with _threads(config.threads):
-        timings = {model.label: _time_model(model, config, device, batch, num_classes) for model in config.models}
-        name = device_name(device)
-    seconds = sum(t.seconds_per_image * (total * batch + FORWARD_SHARE * forward_images) for t in timings.values())
-    data_bytes = (config.data.subset + config.data.test_subset) * IMAGE_BYTES
-    peak = (sum(t.state_bytes for t in timings.values()) + data_bytes
-            + max(t.activation_bytes_per_image for t in timings.values()) * batch)
-    return Estimate(seconds=seconds, steps=total, peak_memory_bytes=int(peak), device=name,
-                    images_per_s={label: 1 / t.seconds_per_image for label, t in timings.items()})
+    eval_images = 2 * min(config.eval_images, config.data.subset)
+    final_images = min(max(config.eval_images, FINAL_TRAIN_IMAGES), config.data.subset) + config.data.test_subset
+    seconds, rates = 0.0, {}
+    for model in config.models:
+        layers, macs = model_cost(model, classes)
+        step = calibration.step_seconds(layers, macs, batch)
+        rates[model.label] = batch / step
+        seconds += total * step + probes * (calibration.forward_seconds(layers, macs, PROBE_IMAGES) + 2e-3)
+        seconds += (evals - 1) * calibration.forward_seconds(layers, macs, eval_images)
+        seconds += calibration.forward_seconds(layers, macs, final_images)
+    memory = predict(config, calibration.device_kind, calibration.precision)
+    return Estimate(seconds=seconds, steps=total, images_per_s=rates, memory=memory, device=calibration.device,
+                    calibrated=bool(calibration.measured))
 
 
-@contextmanager
-def _threads(count: int) -> Iterator[None]:
-    """The trainer's thread count while timing (0 keeps PyTorch's default)."""
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS) -> Calibration:
+    """Time the trainer's step on the reference nets on `policy`'s device and fit the cost model (a few seconds)."""
+    from .config import OptimConfig
+    from .models import build_model
+    from .step import TrainStep, make_optimizer
+
+    rows, times = [], []
+    for label, batch in REFERENCE_STEPS[policy.device.type]:
+        cfg = ModelConfig.parse(label)
+        model = policy.to_device(build_model(cfg, seed=0))
+        step = TrainStep(model, make_optimizer(model, OptimConfig(), policy), policy)
+        x = torch.randn(batch, 3, 32, 32).to(policy.device, memory_format=torch.channels_last)
+        y = torch.randint(10, (batch,)).to(policy.device)
+        step(x, y, 0.01)  # warm-up (and graph capture), not timed
+        samples = []
+        for _ in range(timed_steps):
+            _synchronize(policy)
+            started = time.perf_counter()
+            step(x, y, 0.01)
+            _synchronize(policy)
+            samples.append(time.perf_counter() - started)
+        layers, macs = model_cost(cfg)
+        rows.append([1.0, layers, 3 * macs * batch / 1e9])
+        times.append(statistics.median(samples))
+    coefficients, *_ = np.linalg.lstsq(np.array(rows), np.array(times), rcond=None)
+    step_s, layer_s, gmac_s = (max(float(c), 0.0) for c in coefficients)
+    if gmac_s == 0.0:  # a degenerate fit (noisy machine): charge everything per multiply-add
+        gmac_s = sum(times) / sum(r[2] for r in rows)
+    memory = torch.cuda.get_device_properties(policy.device).total_memory if policy.cuda else None
+    return Calibration(machine=socket.gethostname(), device=policy.name, precision=policy.precision, step_s=step_s,
+                       layer_s=layer_s, gmac_s=gmac_s, memory_bytes=memory, torch_version=torch.__version__,
+                       measured=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _time_model(cfg: ModelConfig, config: Config, device: torch.device, batch: int, num_classes: int) -> _Timing:
-    model = build_model(cfg, num_classes=num_classes, seed=config.seed)
-    model = model.to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config.optim)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16)
-    generator = torch.Generator().manual_seed(config.seed)
-
-    def step(size: int) -> tuple[float, int]:
-        """One training step on random images; its seconds and its activation bytes."""
-        x = torch.randn(size, 3, 32, 32, generator=generator).to(device, memory_format=torch.channels_last)
-        y = torch.randint(num_classes, (size,), generator=generator).to(device)
-        with _StepMeter(model, device) as meter:
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
-                logits = model(x)
-            F.cross_entropy(logits.float(), y).backward()
-            optimizer.step()
-        return meter.seconds, meter.activation_bytes
-
-    timing_batch = batch
-    if device.type != "cuda":
-        per_image = 3 * describe_config(cfg, num_classes).macs  # forward + backward
-        timing_batch = max(1, min(batch, int(CPU_STEP_MACS // per_image)))
-    _, activations = step(timing_batch)  # warm-up, not timed
-    times: list[float] = []
-    while len(times) < TIMED_STEPS and sum(times) < TIMING_SECONDS:
-        times.append(step(timing_batch)[0])
-    state = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    state += sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)  # gradients
-    state += sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
-                 if torch.is_tensor(t))
-    return _Timing(seconds_per_image=statistics.median(times) / timing_batch,
-                   activation_bytes_per_image=activations / timing_batch, state_bytes=state)
+def _synchronize(policy: DevicePolicy) -> None:
+    if policy.cuda:
+        torch.cuda.synchronize(policy.device)
 
 
-class _StepMeter:
-    """Wall time and activation memory of the training step run inside it.
-
-    On CUDA the activations are the peak allocation above what was allocated before the step; elsewhere they are
-    the bytes autograd saves for the backward pass (each storage once, parameters excluded).
-    """
-
-    def __init__(self, model: torch.nn.Module, device: torch.device):
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        self.saved: dict[int, int] = {}
-        self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda tensor: tensor)
-        self.seconds, self.activation_bytes, self._before, self._started = 0.0, 0, 0, 0.0
-
-    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in self.parameters:
-            self.saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    def __enter__(self) -> "_StepMeter":
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._before = torch.cuda.memory_allocated(self.device)
-        else:
-            self.hooks.__enter__()
-        self._started = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cuda:
-            torch.cuda.synchronize(self.device)
-            self.activation_bytes = torch.cuda.max_memory_allocated(self.device) - self._before
-        else:
-            self.hooks.__exit__(*exc)
-            self.activation_bytes = sum(self.saved.values())
-        self.seconds = time.perf_counter() - self._started
+def calibration_for(rows: list[dict], device_kind: str, precision: str, machine: str | None = None) -> Calibration:
+    """The newest stored calibration of a device kind and precision (on `machine` for CPUs: another host's CPU
+    says nothing about this one), else the default."""
+    for row in rows:
+        if (row["precision"] == precision and str(row["device"]).startswith(device_kind)
+                and (device_kind == "cuda" or machine is None or row["machine"] == machine)):
+            memory = row.get("memory_bytes")
+            return Calibration(**{**row, "memory_bytes": None if memory is None or memory != memory else int(memory)})
+    return DEFAULT_CALIBRATIONS[(device_kind, precision)]

@@ -1,53 +1,342 @@
-"""The process-wide registry of training jobs, so a browser reload or a second tab re-attaches to its run.
+"""Runs as jobs: a fair queue in the run store, owners and their keys, leases, controls, deduplication.
 
-A preset's after-training study (the lesion study) runs in the job's thread when its training ends.
-One job trains at a time: the machine's cores (or its GPU) are shared by every viewer of the app, and a second
-run would only slow the first. Finished jobs stay registered (their trained models feed the lesion study) until
-`KEEP_FINISHED` newer ones replace them.
+Everything here is a store transaction, so the web server, the CLI and any number of worker processes (on this
+machine or others sharing the store's disk) agree without talking to each other:
+
+- `submit` checks a configuration against the machine (memory guard, hosted caps, the per-owner and global
+  queue caps) and enqueues it, unless an identical request (same configuration, data and code) is already
+  queued, training or finished: then it attaches to that run. Thirty students pressing the same button start one
+  job and all watch it.
+- `claim` hands a worker the next run in round-robin order over owners (one owner's ten queued runs wait their turn
+  behind other owners' first ones) under a lease that the worker renews every second (`renew`); `reap` marks runs
+  whose lease expired `interrupted` (the worker died: kill -9, out of memory, a reboot), keeping every record.
+- `request` sets a run's control (pause, resume, stop); the worker that holds it reads it at its next renewal.
+  Controlling a run needs its owner's key: the view link (``?run=ID``) shows a run to anyone, the control link
+  (``?run=ID&key=SECRET``) is given to its owner only. The store keeps a hash of the key, never the key.
+- A stopped or interrupted run can be `requeue`d: a worker resumes it from its last checkpoint.
 """
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
+import hashlib
+import hmac
+import secrets
+import socket
+import time
+from dataclasses import dataclass
 
-from .config import Config
-from .presets import PRESETS
-from .store import RunStore
-from .trainer import Trainer
+from .config import Config, ConfigError
+from .data import DataError, data_fingerprint
+from .device import cpu_has_bf16_units, resolve_device
+from .estimate import Calibration, Estimate, calibration_for, estimate
+from .memory import ResourceError, check
+from .settings import settings
+from .states import Control, RunState
+from .store import RunStore, StoreError, code_version
 
-KEEP_FINISHED = 4
-
-_lock = threading.Lock()
-_jobs: dict[str, Trainer] = {}
-
-
-class JobBusy(RuntimeError):
-    """Another job is still training; stop it or wait for it to finish."""
-
-
-def start_job(config: Config, store: RunStore, *, preset: str = "", data_dir: str | Path | None = None,
-              max_seconds: float | None = None) -> Trainer:
-    with _lock:
-        running = _active()
-        if running is not None:
-            raise JobBusy(f"run {running.run_id} is still training: stop it or wait for it to finish first")
-        after = PRESETS[preset].after_training if preset in PRESETS else None
-        trainer = Trainer(config, store, preset=preset, data_dir=data_dir, max_seconds=max_seconds, after=after)
-        _jobs[trainer.start()] = trainer
-        for run_id in [r for r, job in _jobs.items() if not job.active][:-KEEP_FINISHED]:
-            del _jobs[run_id]
-        return trainer
+LEASE_SECONDS = 5.0  # a worker renews every second; a run whose lease lapsed this long ago is interrupted
+WORKER_STALE_SECONDS = 30.0
+CLI_OWNER_KEY = "local-command-line"  # the CLI runs on the machine itself: its owner is the machine's user
 
 
-def get_job(run_id: str) -> Trainer | None:
-    return _jobs.get(run_id)
+class JobRefused(RuntimeError):
+    """A request was not queued (a cap, a limit, a refused control); the message says what to do instead."""
 
 
-def active_job() -> Trainer | None:
-    with _lock:
-        return _active()
+class NotOwner(JobRefused):
+    """Controlling a run needs its owner's key."""
 
 
-def _active() -> Trainer | None:
-    return next((job for job in _jobs.values() if job.active), None)
+@dataclass(frozen=True)
+class Submission:
+    run_id: str
+    attached: bool  # an identical run already existed: this request joined it
+    estimate: Estimate
+
+
+def new_owner_key() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def owner_of(key: str) -> str:
+    """The public name of an owner (shown in queues), derived from the key."""
+    return "o-" + hashlib.sha256(("owner:" + key).encode()).hexdigest()[:10]
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(("control:" + key).encode()).hexdigest()
+
+
+def holds_key(row: dict, key: str | None) -> bool:
+    return bool(key) and bool(row.get("key_hash")) and hmac.compare_digest(row["key_hash"], key_hash(key))
+
+
+# --- submitting ---------------------------------------------------------------------------------------------------
+def device_kind(config: Config, store: RunStore) -> str:
+    """Where `config` will train: ``cpu`` or ``cuda``. ``auto`` means a GPU when this machine or a live worker
+    has one."""
+    if config.device != "auto":
+        if config.device == "cuda" and not _gpu_available(store):
+            raise ConfigError("device cuda was requested but no GPU is available here and no GPU worker is "
+                              "running: use device auto or cpu")
+        return config.device
+    return "cuda" if _gpu_available(store) else "cpu"
+
+
+def _gpu_available(store: RunStore) -> bool:
+    try:
+        resolve_device("cuda")
+        return True
+    except ConfigError:
+        return any(kind == "cuda" for kind in live_worker_kinds(store))
+
+
+def calibration(store: RunStore, kind: str, precision: str) -> Calibration:
+    rows = [dict(zip(("machine", "device", "precision", "torch_version", "measured", "step_s", "layer_s", "gmac_s",
+                      "memory_bytes"), row)) for row in
+            store.read("SELECT machine, device, precision, torch_version, measured, step_s, layer_s, gmac_s, "
+                       "memory_bytes FROM calibration ORDER BY measured DESC")]
+    return calibration_for(rows, kind, precision, machine=socket.gethostname())
+
+
+def precision_on(config: Config, kind: str) -> str:
+    """The precision `config` computes in on a device of `kind` (`DevicePolicy.resolve`'s rule)."""
+    auto = kind == "cuda" or cpu_has_bf16_units()
+    return "bf16" if config.precision == "bf16" or (config.precision == "auto" and auto) else "fp32"
+
+
+def assess(config: Config, store: RunStore) -> tuple[str, Estimate]:
+    """Where `config` would train and what it would cost, refusing (`ResourceError`, `JobRefused`) what this
+    server does not allow. Milliseconds: arithmetic on the stored calibration."""
+    kind = device_kind(config, store)
+    cal = calibration(store, kind, precision_on(config, kind))
+    cost = estimate(config, cal)
+    check(config, kind, cal.precision, device_memory=cal.memory_bytes)
+    cap = settings().max_job_seconds
+    if cap is not None and cost.seconds > cap:
+        raise JobRefused(f"this run would take {cost.summary()}; this server runs jobs of up to {cap / 60:.0f} min: "
+                         "use fewer epochs, a smaller subset or shallower models")
+    return kind, cost
+
+
+def submit(store: RunStore, config: Config, owner_key: str, *, preset: str = "", budget_s: float | None = None,
+           sweep_id: str | None = None, status: RunState = RunState.QUEUED, attach: bool = True) -> Submission:
+    """Queue `config` for the owner of `owner_key` (or attach to an identical run); see the module docstring."""
+    if budget_s is not None and not (budget_s > 0 and budget_s < 1e7):
+        raise ConfigError(f"budget {budget_s!r} is not a positive number of seconds")
+    kind, cost = assess(config, store)
+    try:
+        data = data_fingerprint(config.data.source)
+    except DataError:
+        data = f"{config.data.source}-unavailable"
+    fingerprint = hashlib.sha256(
+        f"{config.fingerprint()}|{data}|{code_version()}|{preset}|{budget_s}|{kind}".encode()).hexdigest()
+    cfg = settings()
+    owner = owner_of(owner_key)
+    models = [{"model": m.label, "idx": i, "params": 0} for i, m in enumerate(config.models)]
+    with store.transaction() as conn:
+        if attach and sweep_id is None:
+            same = conn.execute(
+                "SELECT run_id FROM runs WHERE fingerprint = ? AND status IN (?, ?, ?, ?, ?) ORDER BY created "
+                "DESC LIMIT 1", (fingerprint, *(str(s) for s in (RunState.QUEUED, RunState.CLAIMED,
+                                                                   RunState.RUNNING, RunState.PAUSED,
+                                                                   RunState.FINISHED)))).fetchone()
+            if same:
+                return Submission(run_id=same[0], attached=True, estimate=cost)
+        if status is RunState.QUEUED:
+            waiting = dict(conn.execute("SELECT owner, COUNT(*) FROM runs WHERE status = ? GROUP BY owner",
+                                        (str(RunState.QUEUED),)).fetchall())
+            if waiting.get(owner, 0) >= cfg.max_queued_per_owner:
+                raise JobRefused(f"you already have {waiting[owner]} runs waiting (at most "
+                                 f"{cfg.max_queued_per_owner}): wait for one to start, or cancel one")
+            if sum(waiting.values()) >= cfg.max_queued:
+                raise JobRefused(f"the queue is full ({sum(waiting.values())} runs waiting): try again in a few "
+                                 "minutes")
+    from .memory import model_footprint  # parameter counts, traced without building a net
+
+    models = [{**row, "params": model_footprint(m, len(config.data.classes) or 10)[1]}
+              for row, m in zip(models, config.models)]
+    run_id = store.create_run(config, preset=preset, data_source=config.data.source, models=models, status=status,
+                              owner=owner, key_hash=key_hash(owner_key), fingerprint=fingerprint, device_kind=kind,
+                              estimate_s=cost.seconds, peak_bytes=cost.memory.total, budget_s=budget_s,
+                              sweep_id=sweep_id, control=str(Control.RUN))
+    return Submission(run_id=run_id, attached=False, estimate=cost)
+
+
+# --- the queue seen from a worker -----------------------------------------------------------------------------------
+def _fair_order(rows: list[tuple[str, str, str]], busy: dict[str, int]) -> list[str]:
+    """Run ids of queued (run_id, owner, created) rows in round-robin order over owners: an owner's k-th waiting
+    run (counting the ones already training) comes after every owner's (k-1)-th; ties go by age."""
+    seen: dict[str, int] = dict(busy)
+    ranked = []
+    for run_id, owner, created in sorted(rows, key=lambda r: r[2]):
+        rank = seen.get(owner, 0)
+        seen[owner] = rank + 1
+        ranked.append((rank, created, run_id))
+    return [run_id for *_, run_id in sorted(ranked)]
+
+
+def claim(store: RunStore, worker_id: str, kind: str, run_id: str | None = None) -> tuple[str, bool] | None:
+    """Atomically take the next queued run this worker's device can train (or the named one) under a lease;
+    returns (run id, resume?) or None. Resume is true for a run that trained before (stopped or interrupted)."""
+    now = time.time()
+    with store.transaction() as conn:
+        if run_id is None:
+            rows = conn.execute("SELECT run_id, owner, created FROM runs WHERE status = ? AND device_kind = ?",
+                                (str(RunState.QUEUED), kind)).fetchall()
+            busy = dict(conn.execute("SELECT owner, COUNT(*) FROM runs WHERE status IN (?, ?, ?) GROUP BY owner",
+                                     tuple(str(s) for s in (RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
+                                     ).fetchall())
+            order = _fair_order(rows, busy)
+            if not order:
+                return None
+            run_id = order[0]
+        row = conn.execute("SELECT status, started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or row[0] not in (str(RunState.QUEUED), str(RunState.SUBMITTED)):
+            return None
+        conn.execute("UPDATE runs SET status = ?, worker = ?, lease_expires = ?, error = '' WHERE run_id = ?",
+                     (str(RunState.CLAIMED), worker_id, now + LEASE_SECONDS, run_id))
+        conn.execute("UPDATE workers SET run_id = ?, heartbeat = ? WHERE worker_id = ?", (run_id, now, worker_id))
+        return run_id, row[1] is not None
+
+
+def renew(store: RunStore, run_id: str, worker_id: str) -> Control | None:
+    """Extend the worker's lease on its run and return the owner's wish; None when the lease was lost (the run
+    was reaped as interrupted, or another worker holds it), so the worker must stop without writing more."""
+    now = time.time()
+    with store.transaction() as conn:
+        updated = conn.execute("UPDATE runs SET lease_expires = ? WHERE run_id = ? AND worker = ? AND status IN "
+                               "(?, ?, ?)", (now + LEASE_SECONDS, run_id, worker_id,
+                                             *(str(s) for s in (RunState.CLAIMED, RunState.RUNNING,
+                                                                RunState.PAUSED)))).rowcount
+        conn.execute("UPDATE workers SET heartbeat = ? WHERE worker_id = ?", (now, worker_id))
+        if not updated:
+            return None
+        (control,) = conn.execute("SELECT control FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return Control(control or Control.RUN)
+
+
+def reap(store: RunStore) -> list[str]:
+    """Mark runs whose worker stopped renewing its lease `interrupted`, and forget workers long silent."""
+    now = time.time()
+    live = tuple(str(s) for s in (RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
+    with store.transaction() as conn:
+        lost = [r for (r,) in conn.execute(
+            f"SELECT run_id FROM runs WHERE status IN ({', '.join('?' * len(live))}) AND lease_expires < ?",
+            (*live, now)).fetchall()]
+        for run_id in lost:
+            conn.execute("UPDATE runs SET status = ?, worker = NULL, lease_expires = NULL, ended = ?, error = ? "
+                         "WHERE run_id = ?", (str(RunState.INTERRUPTED), _iso_now(),
+                                              "its worker stopped answering (killed or crashed); every record up to "
+                                              "its last flush is kept, and it can be resumed", run_id))
+        conn.execute("DELETE FROM workers WHERE heartbeat < ?", (now - WORKER_STALE_SECONDS,))
+    return lost
+
+
+def _iso_now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# --- workers' registry -------------------------------------------------------------------------------------------
+def register_worker(store: RunStore, worker_id: str, kind: str, device: str, pid: int) -> None:
+    with store.transaction() as conn:
+        store.insert(conn, "workers", [(worker_id, socket.gethostname(), pid, kind, device, _iso_now(), time.time(),
+                                        None)])
+
+
+def worker_idle(store: RunStore, worker_id: str) -> None:
+    with store.transaction() as conn:
+        conn.execute("UPDATE workers SET run_id = NULL, heartbeat = ? WHERE worker_id = ?", (time.time(), worker_id))
+
+
+def unregister_worker(store: RunStore, worker_id: str) -> None:
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+
+
+def live_workers(store: RunStore) -> list[dict]:
+    since = time.time() - WORKER_STALE_SECONDS / 3
+    columns = ("worker_id", "hostname", "pid", "device_kind", "device", "run_id")
+    return [dict(zip(columns, row)) for row in store.read(
+        f"SELECT {', '.join(columns)} FROM workers WHERE heartbeat >= ? ORDER BY started", (since,))]
+
+
+def live_worker_kinds(store: RunStore) -> list[str]:
+    return [w["device_kind"] for w in live_workers(store)]
+
+
+# --- the owner's controls ----------------------------------------------------------------------------------------
+def _owned(store: RunStore, run_id: str, key: str | None) -> dict:
+    row = store.run(run_id)
+    if not holds_key(row, key):
+        raise NotOwner(f"run {run_id} can only be controlled with its owner's link (the one with key=): you can "
+                       "watch it, or start your own")
+    return row
+
+
+def request(store: RunStore, run_id: str, key: str | None, control: Control) -> None:
+    """Ask the worker holding `run_id` to run, pause or stop; a queued run that is stopped is cancelled."""
+    row = _owned(store, run_id, key)
+    status = RunState(row["status"])
+    with store.transaction() as conn:
+        if status.waiting and control is Control.STOP:
+            conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ? AND status = ?",
+                         (str(RunState.CANCELLED), _iso_now(), run_id, str(status)))
+            return
+        if not status.live:
+            raise JobRefused(f"run {run_id} is {status}: there is nothing to {control} now")
+        conn.execute("UPDATE runs SET control = ? WHERE run_id = ?", (str(control), run_id))
+
+
+def requeue(store: RunStore, run_id: str, key: str | None) -> None:
+    """Put a stopped or interrupted run back in the queue; its worker resumes it from the last checkpoint."""
+    row = _owned(store, run_id, key)
+    status = RunState(row["status"])
+    if not status.resumable:
+        raise JobRefused(f"run {run_id} is {status}: only stopped or interrupted runs can be resumed")
+    with store.transaction() as conn:
+        conn.execute("UPDATE runs SET status = ?, control = ?, ended = NULL, error = '' WHERE run_id = ?",
+                     (str(RunState.QUEUED), str(Control.RUN), run_id))
+
+
+# --- what a waiting page shows --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QueuePlace:
+    position: int  # 1: next to start
+    ahead_seconds: float  # estimated training time of the runs ahead and of those training now, per worker
+    workers: int
+
+
+def queue_place(store: RunStore, run_id: str) -> QueuePlace | None:
+    """Where a queued run stands, or None when it is not waiting."""
+    row = store.run(run_id)
+    if row["status"] != str(RunState.QUEUED):
+        return None
+    kind = row["device_kind"]
+    rows = store.read("SELECT run_id, owner, created FROM runs WHERE status = ? AND device_kind = ?",
+                      (str(RunState.QUEUED), kind))
+    live = tuple(str(s) for s in (RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
+    training = store.read(f"SELECT owner, estimate_s, progress FROM runs WHERE status IN (?, ?, ?) "
+                          "AND device_kind = ?", (*live, kind))
+    busy: dict[str, int] = {}
+    for owner, *_ in training:
+        busy[owner] = busy.get(owner, 0) + 1
+    order = _fair_order([tuple(r) for r in rows], busy)
+    estimates = dict(store.read("SELECT run_id, estimate_s FROM runs WHERE status = ? AND device_kind = ?",
+                                (str(RunState.QUEUED), kind)))
+    position = order.index(run_id) + 1 if run_id in order else len(order)
+    ahead = sum(estimates.get(r) or 0.0 for r in order[:position - 1])
+    ahead += sum(_remaining(estimate_s, progress) for _, estimate_s, progress in training)
+    workers = max(1, sum(1 for k in live_worker_kinds(store) if k == kind))
+    return QueuePlace(position=position, ahead_seconds=ahead / workers, workers=workers)
+
+
+def _remaining(estimate_s: float | None, progress: str | None) -> float:
+    from .trainer import Progress
+
+    p = Progress.from_json(progress, RunState.RUNNING)
+    if p.eta_s is not None:
+        return p.eta_s
+    return estimate_s or 0.0

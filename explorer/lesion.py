@@ -7,9 +7,10 @@ net falls to about chance. The removal itself is `models.lesioned`; the scoring 
 
 from __future__ import annotations
 
-import torch
+from dataclasses import replace
 
 from .data import ImageData
+from .device import DevicePolicy
 from .models import ExplorerNet, lesioned
 from .trainer import evaluate
 
@@ -17,15 +18,15 @@ BASELINE_BLOCK = -1  # the row of the intact net
 BASELINE_NAME = "none (intact)"
 
 
-def lesion_errors(model: ExplorerNet, data: ImageData, device: torch.device | str) -> list[dict]:
+def lesion_errors(model: ExplorerNet, data: ImageData, policy: DevicePolicy) -> list[dict]:
     """Test error (%) of `model` intact (block `BASELINE_BLOCK`) and with each block removed in turn: rows of
-    ``block``, ``block_name`` and ``test_err`` ready for the store's lesions table (add ``model``)."""
-    device = torch.device(device)
-    model = model.to(device)
-    no_autocast = torch.autocast(device.type, enabled=False)
+    ``block``, ``block_name`` and ``test_err`` ready for the store's lesions table (add ``model``). Scored in fp32
+    so that small differences between lesions are not rounding."""
+    policy = replace(policy, dtype=None)
+    model = policy.to_device(model)
 
     def test_error() -> float:
-        return evaluate(model, data.test_x, data.test_y, device, no_autocast)[1]
+        return float(evaluate(model, data.test_x, data.test_y, policy)[1])
 
     rows = [dict(block=BASELINE_BLOCK, block_name=BASELINE_NAME, test_err=test_error())]
     for k, (name, _) in enumerate(model.named_blocks()):

@@ -2,33 +2,36 @@
 
     reproduce("degradation", budget_s=90, data_source="cifar10", out=Path("report.html"), store=RunStore())
 
-`record` reproduces several presets and exports each run as a compact bundle (metrics only, Parquet) for the
-app's "Recorded runs", with the verdict beside it. Run it on the best hardware at hand; the bundle carries its
-configuration, device, data source, code version and dates, and ``verdict.json`` the budget it ran under.
+A preset's run is submitted like any other job (`explorer.jobs.submit`) and trained by a local worker in this
+process. `record` reproduces several presets and exports each run as a compact bundle (metrics only, Parquet) under
+``assets/recorded/<cpu|gpu>/<preset>/``, with ``verdict.json`` beside it: the verdict, the budget, the hardware and
+the code version, so the app replays the run with the facts that qualify it.
 """
 
 from __future__ import annotations
 
 import json
+import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-import torch
-
+from . import jobs
 from .config import Config, ConfigError
-from .estimate import Estimate, estimate_seconds
-from .presets import PRESETS, Preset, Verdict, device_kind
-from .report import write_report
+from .estimate import Estimate
+from .presets import PRESETS, Preset
+from .sizing import device_kind
+from .states import RunState
 from .store import RunStore
-from .trainer import Progress, Trainer
+from .verdicts import Verdict
+from .worker import Worker
 
 REPORTS_DIR = Path("reports")
-POLL_SECONDS = 0.5
+RECORDED_DIR = Path("assets") / "recorded"
 
 
 class ReproduceError(RuntimeError):
-    """A preset's run failed while training; the message carries the trainer's error."""
+    """A preset's run did not finish; the message carries the reason."""
 
 
 @dataclass(frozen=True)
@@ -36,59 +39,84 @@ class ReproduceResult:
     run_id: str
     verdict: Verdict
     report_path: Path | None
-    estimate: Estimate | None
+    estimate: Estimate
 
 
 def preset_named(key: str) -> Preset:
     if key not in PRESETS:
-        raise ConfigError(f"unknown preset {key!r}: choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {str(key)[:40]!r}: choose one of {', '.join(PRESETS)}")
     return PRESETS[key]
 
 
-def reproduce(preset_key: str, *, budget_s: float | None = None, data_source: str = "synthetic",
-              out: str | Path | None = None, store: RunStore | None = None,
-              progress: Callable[[Progress], None] | None = None, device: str = "auto",
-              config: Config | None = None) -> ReproduceResult:
-    """Run a preset synchronously (at most `budget_s` seconds of training), run its after-training study, judge
-    its prediction and write the HTML report to `out` (default ``reports/<preset>.html``).
+def train_locally(store: RunStore, run_id: str) -> RunState:
+    """Train a submitted run in this process (a one-run worker)."""
+    Worker(store, store.config(run_id).device).run_one(run_id)
+    return store.status(run_id)
 
-    `config` replaces the preset's own sizing (a smaller run, or one edited in the app); `progress` receives the
-    trainer's progress about twice a second.
-    """
+
+def preset_config(preset: Preset, store: RunStore, budget_s: float | None, device: str, data_source: str) -> Config:
+    """The preset's run for `device`, fitted to the budget as this store's calibration of that device prices it."""
+    kind = device_kind(device)
+    unbudgeted = preset.config(None, kind, data_source)
+    calibration = jobs.calibration(store, kind, jobs.precision_on(unbudgeted, kind))
+    return preset.config(budget_s, kind, data_source, calibration)
+
+
+def reproduce(preset_key: str, *, budget_s: float | None = None, data_source: str = "synthetic",
+              out: str | Path | None = None, store: RunStore | None = None, device: str = "auto",
+              config: Config | None = None, train: Callable[[RunStore, str], RunState] = train_locally,
+              report: bool = True) -> ReproduceResult:
+    """Run a preset (at most `budget_s` seconds of training), its after-training study, judge its prediction and
+    write the HTML report to `out` (default ``reports/<preset>.html``). `config` replaces the preset's own sizing."""
     preset = preset_named(preset_key)
     store = store or RunStore()
-    config = config or preset.config(budget_s, device, data_source)
-    local = device_kind(config.device) == "cpu" or torch.cuda.is_available()
-    estimate = estimate_seconds(config, config.device) if local else None
-    trainer = Trainer(config, store, preset=preset.key, max_seconds=budget_s)
-    run_id = trainer.start()
-    trainer.watch(progress or (lambda _: None), POLL_SECONDS)
-    if trainer.state == "failed":
-        raise ReproduceError(f"preset {preset.key} failed in run {run_id}: {trainer.error}")
-    preset.after_training(trainer, store)
-    verdict = preset.evaluate(store, run_id)
-    report = write_report(store, run_id, preset, verdict, Path(out or REPORTS_DIR / f"{preset.key}.html"), estimate)
-    return ReproduceResult(run_id=run_id, verdict=verdict, report_path=report, estimate=estimate)
+    config = config or preset_config(preset, store, budget_s, device, data_source)
+    submission = jobs.submit(store, config, jobs.CLI_OWNER_KEY, preset=preset.key, budget_s=budget_s, attach=False)
+    state = train(store, submission.run_id)
+    if state not in (RunState.FINISHED, RunState.DIVERGED):
+        error = store.run(submission.run_id)["error"]
+        raise ReproduceError(f"preset {preset.key} ended {state} in run {submission.run_id}" +
+                             (f": {error}" if error else ""))
+    verdict = preset.evaluate(store, submission.run_id)
+    path = None
+    if report:
+        from .ui.report import write_report  # a view: only reports need plotly
+
+        path = write_report(store, submission.run_id, preset, verdict,
+                            Path(out or REPORTS_DIR / f"{preset.key}.html"), submission.estimate)
+    return ReproduceResult(run_id=submission.run_id, verdict=verdict, report_path=path,
+                           estimate=submission.estimate)
 
 
-def record(preset_keys: Iterable[str], out_dir: str | Path = Path("assets/recorded"), budget_s: float | None = None,
-           data_source: str = "cifar10", store: RunStore | None = None,
+def record(preset_keys: Iterable[str], out_dir: str | Path | None = None, budget_s: float | None = None,
+           data_source: str = "cifar10", store: RunStore | None = None, device: str = "auto",
            reports_dir: str | Path = REPORTS_DIR / "recorded",
-           progress: Callable[[Progress], None] | None = None) -> list[ReproduceResult]:
-    """Reproduce each preset and export its run to ``out_dir/<preset>/`` (a store bundle plus ``verdict.json``);
-    the HTML reports, a few MB each with plotly.js inlined, go to `reports_dir` instead."""
+           train: Callable[[RunStore, str], RunState] = train_locally) -> list[ReproduceResult]:
+    """Reproduce each preset and export its run to ``out_dir/<preset>/`` (default assets/recorded/<cpu|gpu>), with
+    ``verdict.json``; the HTML reports, a few MB each with plotly.js inlined, go to `reports_dir`."""
     keys = list(preset_keys)
     for key in keys:
         preset_named(key)  # fail before hours of training, not after
     store = store or RunStore()
+    kind = device_kind(device)
+    folder = Path(out_dir) if out_dir is not None else RECORDED_DIR / ("gpu" if kind == "cuda" else "cpu")
     results = []
     for key in keys:
         result = reproduce(key, budget_s=budget_s, data_source=data_source, out=Path(reports_dir) / f"{key}.html",
-                           store=store, progress=progress)
-        bundle = store.export_bundle(result.run_id, Path(out_dir) / key)
-        summary = {"preset": key, "run_id": result.run_id, "budget_s": budget_s, "data_source": data_source,
-                   **asdict(result.verdict),
-                   "estimate": asdict(result.estimate) if result.estimate else None}
-        (bundle / "verdict.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+                           store=store, device=kind, train=train)
         results.append(result)
+        write_bundle(store, result, folder / key, budget_s)
     return results
+
+
+def write_bundle(store: RunStore, result: ReproduceResult, folder: Path, budget_s: float | None) -> Path:
+    """The run as a bundle in `folder`, with its verdict and the facts that qualify it in ``verdict.json``."""
+    bundle = store.export_bundle(result.run_id, folder)
+    run = store.run(result.run_id)
+    summary = {"preset": run["preset"], "run_id": result.run_id, "budget_s": budget_s,
+               "data_source": run["data_source"], "device": run["device"], "torch_version": run["torch_version"],
+               "code_version": run["code_version"], "created": run["created"],
+               "machine": f"{platform.machine()}, {platform.system()}", **asdict(result.verdict),
+               "estimate_s": result.estimate.seconds}
+    (bundle / "verdict.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    return bundle

@@ -1,18 +1,27 @@
-"""The run store: every record of every run in one SQLite file, readable while a trainer writes it.
+"""The run store: every record of every run, and the job queue, in one SQLite file.
 
-SQLite runs in WAL mode, so a trainer thread (or process) appends batches of rows while the Streamlit thread
-reads them, and readers never wait for the writer. Each thread gets its own connection. Every `append` is one
-transaction: a killed writer loses at most the batch it had not committed, and the file always opens.
+The store is the only channel between the web server and the workers: the server enqueues runs, writes controls
+(pause, resume, stop) and reads records; workers claim runs, renew their leases and write records. SQLite runs in
+WAL mode, so writers append batches of rows while readers read, and readers never wait for a writer. Each thread
+gets its own connection. Every write is one transaction: a killed writer loses at most the batch it had not
+committed, and the file always opens.
 
 Tables (errors are percentages 0-100, ``model`` is the `ModelConfig.label`):
 
-    runs    run_id, name, preset, config (JSON), status, created, started, ended, device, data_source,
-            torch_version, code_version, hostname, error
-    models  run_id, model, idx, params, status (training, diverged, finished, stopped), diverged_step
-    steps   run_id, model, step, epoch, loss, train_err, lr, wall
-    evals   run_id, model, step, epoch, train_loss, train_err, test_loss, test_err, wall
-    probes  run_id, model, step, layer, layer_name, grad_norm, weight_norm, update_ratio, response_std
-    lesions run_id, model, block, block_name, test_err
+    runs        run_id, name, preset, config (JSON), status (`RunState`), created, started, ended, device,
+                data_source, torch_version, code_version, hostname, error, and the job's facts: owner, key_hash,
+                fingerprint, device_kind, worker, lease_expires, control (`Control`), progress (JSON),
+                estimate_s, peak_bytes, budget_s, sweep_id
+    models      run_id, model, idx, params, status (`ModelState`), diverged_step
+    steps       run_id, model, step, epoch, loss, train_err, lr, wall
+    evals       run_id, model, step, epoch, train_loss, train_err, test_loss, test_err, test_images, wall
+    probes      run_id, model, step, layer, layer_name, grad_norm, weight_norm, update_ratio, response_std
+    lesions     run_id, model, block, block_name, test_err
+    workers     worker_id, hostname, pid, device_kind, device, started, heartbeat, run_id
+    calibration machine, device, precision, torch_version, measured, step_s, layer_s, gmac_s, memory_bytes
+    sweeps      sweep_id, name, spec (JSON), backend, status, created, owner, key_hash, error
+    lessons     lesson_id, preset, key_hash, phase, run_id, created
+    votes       lesson_id, voter, choice, created
 
 Reads return pandas DataFrames with exactly these columns. A run also travels as a bundle directory
 (`export_bundle` / `import_bundle`): ``run.json`` holds its runs row and models rows, and one zstd Parquet file per
@@ -25,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -32,6 +42,7 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
+import time
 import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -43,31 +54,41 @@ import pandas as pd
 
 from . import __version__
 from .config import Config, ConfigError
+from .settings import settings
+from .states import Control, ModelState, RunState
 
-DEFAULT_PATH = Path("runs") / "explorer.sqlite"
 BUSY_TIMEOUT_S = 30.0
 BUNDLE_FORMAT = 1
-SCHEMA_VERSION = 1
-RUN_STATUSES = ("created", "running", "paused", "stopping", "finished", "stopped", "failed")
-FINAL_STATUSES = ("finished", "stopped", "failed")
-MODEL_STATUSES = ("training", "diverged", "finished", "stopped")
+SCHEMA_VERSION = 2
 METRIC_TABLES = ("steps", "evals", "probes", "lesions")
 LIST_RUNS_HINT = "list the stored run ids with `python -m explorer runs`"
+RUN_ID = re.compile(r"r\d{8}-\d{6}-[0-9a-f]{4,8}")
 
 # table -> column -> SQLite type. REAL columns stay nullable because SQLite stores NaN (a diverged loss) as NULL.
 COLUMNS: dict[str, dict[str, str]] = {
     "runs": dict(run_id="TEXT", name="TEXT", preset="TEXT", config="TEXT", status="TEXT", created="TEXT",
                  started="TEXT", ended="TEXT", device="TEXT", data_source="TEXT", torch_version="TEXT",
-                 code_version="TEXT", hostname="TEXT", error="TEXT"),
+                 code_version="TEXT", hostname="TEXT", error="TEXT", owner="TEXT", key_hash="TEXT",
+                 fingerprint="TEXT", device_kind="TEXT", worker="TEXT", lease_expires="REAL", control="TEXT",
+                 progress="TEXT", estimate_s="REAL", peak_bytes="INTEGER", budget_s="REAL", sweep_id="TEXT"),
     "models": dict(run_id="TEXT", model="TEXT", idx="INTEGER", params="INTEGER", status="TEXT",
                    diverged_step="INTEGER"),
     "steps": dict(run_id="TEXT", model="TEXT", step="INTEGER", epoch="REAL", loss="REAL", train_err="REAL",
                   lr="REAL", wall="REAL"),
     "evals": dict(run_id="TEXT", model="TEXT", step="INTEGER", epoch="REAL", train_loss="REAL", train_err="REAL",
-                  test_loss="REAL", test_err="REAL", wall="REAL"),
+                  test_loss="REAL", test_err="REAL", test_images="INTEGER", wall="REAL"),
     "probes": dict(run_id="TEXT", model="TEXT", step="INTEGER", layer="INTEGER", layer_name="TEXT",
                    grad_norm="REAL", weight_norm="REAL", update_ratio="REAL", response_std="REAL"),
     "lesions": dict(run_id="TEXT", model="TEXT", block="INTEGER", block_name="TEXT", test_err="REAL"),
+    "workers": dict(worker_id="TEXT", hostname="TEXT", pid="INTEGER", device_kind="TEXT", device="TEXT",
+                    started="TEXT", heartbeat="REAL", run_id="TEXT"),
+    "calibration": dict(machine="TEXT", device="TEXT", precision="TEXT", torch_version="TEXT", measured="TEXT",
+                        step_s="REAL", layer_s="REAL", gmac_s="REAL", memory_bytes="INTEGER"),
+    "sweeps": dict(sweep_id="TEXT", name="TEXT", spec="TEXT", backend="TEXT", status="TEXT", created="TEXT",
+                   owner="TEXT", key_hash="TEXT", error="TEXT"),
+    "lessons": dict(lesson_id="TEXT", preset="TEXT", key_hash="TEXT", phase="TEXT", run_id="TEXT",
+                    created="TEXT"),
+    "votes": dict(lesson_id="TEXT", voter="TEXT", choice="TEXT", created="TEXT"),
 }
 KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id",),
@@ -76,12 +97,24 @@ KEYS: dict[str, tuple[str, ...]] = {
     "evals": ("run_id", "model", "step"),
     "probes": ("run_id", "model", "step", "layer"),
     "lesions": ("run_id", "model", "block"),
+    "workers": ("worker_id",),
+    "calibration": ("machine", "device", "precision"),
+    "sweeps": ("sweep_id",),
+    "lessons": ("lesson_id",),
+    "votes": ("lesson_id", "voter"),
 }
-NULLABLE = {"started", "ended", "diverged_step"}
+RUN_TABLES = ("runs", "models", *METRIC_TABLES)  # the tables that hold a run
+NULLABLE = {"started", "ended", "diverged_step", "owner", "key_hash", "fingerprint", "device_kind", "worker",
+            "lease_expires", "control", "progress", "estimate_s", "peak_bytes", "budget_s", "sweep_id",
+            "test_images", "memory_bytes"}
 TIMESTAMPS = ("created", "started", "ended")
 _PANDAS_TYPES = {"TEXT": "str", "INTEGER": "int64", "REAL": "float64"}
 _PYTHON_TYPES = {"TEXT": str, "INTEGER": int, "REAL": float}
 _BUNDLE_TYPES = {"f": "float32", "i": "int32"}  # dtype kind -> compact type; text becomes categorical
+# Columns a version-1 store lacks; `_migrate` adds them.
+_V2_COLUMNS = {"runs": [c for c in COLUMNS["runs"] if c not in (
+    "run_id", "name", "preset", "config", "status", "created", "started", "ended", "device", "data_source",
+    "torch_version", "code_version", "hostname", "error")], "evals": ["test_images"]}
 
 
 class StoreError(RuntimeError):
@@ -92,16 +125,36 @@ class _Connection(sqlite3.Connection):
     """A connection that `weakref` can track, so `RunStore.close` reaches every thread's connection."""
 
 
+def _nullable(table: str, name: str) -> bool:
+    return COLUMNS[table][name] == "REAL" or name in NULLABLE or (table == "workers" and name == "run_id")
+
+
 def _schema() -> str:
     statements = []
     for table, columns in COLUMNS.items():
-        defs = [f"{name} {kind}{'' if kind == 'REAL' or name in NULLABLE else ' NOT NULL'}"
-                for name, kind in columns.items()]
+        defs = [f"{name} {kind}{'' if _nullable(table, name) else ' NOT NULL'}" for name, kind in columns.items()]
         statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(defs)}, "
                           f"PRIMARY KEY ({', '.join(KEYS[table])})) WITHOUT ROWID;")
     statements.append("CREATE INDEX IF NOT EXISTS probes_by_step ON probes (run_id, step);")
     statements.append("CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);")
+    statements.append("CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created);")
+    statements.append("CREATE INDEX IF NOT EXISTS runs_by_fingerprint ON runs (fingerprint);")
     return "\n".join(statements)
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a store written by an older version to `SCHEMA_VERSION` (new columns are empty for old runs)."""
+    if version < 2:
+        conn.execute("UPDATE runs SET status = 'interrupted' WHERE status IN ('created', 'running', 'paused', "
+                     "'stopping')")  # version 1 trained in the web server: such runs died with it
+        for table, added in _V2_COLUMNS.items():
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name in added:
+                if name not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {COLUMNS[table][name]}")
+    for statement in _schema().split(";\n"):  # not executescript: it would commit the caller's transaction
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _now() -> str:
@@ -111,6 +164,11 @@ def _now() -> str:
 def _new_run_id() -> str:
     """Short and sortable by creation time: ``r20251123-112000-a3f9``."""
     return datetime.now(timezone.utc).strftime("r%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def valid_run_id(run_id: object) -> bool:
+    """Whether `run_id` has the shape of a run id (cheap check before any query, e.g. of a URL value)."""
+    return isinstance(run_id, str) and RUN_ID.fullmatch(run_id) is not None
 
 
 @functools.cache
@@ -152,7 +210,7 @@ def _frame(table: str, rows: list[tuple]) -> pd.DataFrame:
     """Rows as a DataFrame with the table's columns and dtypes, also when there are no rows."""
     columns = COLUMNS[table]
     frame = pd.DataFrame.from_records(rows, columns=list(columns))
-    dtypes = {name: "Int64" if name in NULLABLE else _PANDAS_TYPES[kind]
+    dtypes = {name: "Int64" if kind == "INTEGER" and _nullable(table, name) else _PANDAS_TYPES[kind]
               for name, kind in columns.items() if name not in TIMESTAMPS}
     frame = frame.astype(dtypes)
     for name in TIMESTAMPS:
@@ -165,7 +223,7 @@ class RunStore:
     """All runs in one SQLite file (WAL mode, one connection per thread)."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path or os.environ.get("EXPLORER_STORE") or DEFAULT_PATH)
+        self.path = Path(path or settings().store)
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -179,8 +237,14 @@ class RunStore:
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if mode == "wal" and version == 0:
-                conn.executescript(_schema() + f"\nPRAGMA user_version = {SCHEMA_VERSION};")
+            if mode == "wal" and version < SCHEMA_VERSION:
+                conn.execute("BEGIN IMMEDIATE")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+                if version < SCHEMA_VERSION:
+                    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                    _migrate(conn, version if "runs" in tables else SCHEMA_VERSION)
+                    version = SCHEMA_VERSION
+                conn.execute("COMMIT")
         except sqlite3.Error as error:
             raise self._unopenable(error) from None
         if mode != "wal":
@@ -240,8 +304,9 @@ class RunStore:
                           "or of a new one, or set EXPLORER_STORE")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction that takes the write lock up front, so it never fails half-way on a busy database."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that takes the write lock up front, so it never fails half-way on a busy
+        database; everything in it commits together or not at all."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -255,9 +320,13 @@ class RunStore:
             raise
         conn.execute("COMMIT")
 
+    def read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of a read-only query (for the modules that extend the store: the queue, sweeps, lessons)."""
+        return self._conn().execute(sql, list(parameters)).fetchall()
+
     def _require(self, conn: sqlite3.Connection, run_id: str) -> None:
         if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
-            raise StoreError(f"unknown run id {run_id!r} in {self.path}: {LIST_RUNS_HINT}")
+            raise StoreError(f"unknown run id {str(run_id)[:40]!r} in the run store: {LIST_RUNS_HINT}")
 
     def _select(self, table: str, run_id: str, order: str, model: str | None = None,
                 since_step: int | None = None, step: int | None = None) -> pd.DataFrame:
@@ -270,34 +339,44 @@ class RunStore:
                                           ).fetchall())
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, table: str, rows: Iterable[tuple]) -> None:
-        """Insert rows; a row with the key of an earlier one replaces it (e.g. a repeated lesion study)."""
+    def insert(conn: sqlite3.Connection, table: str, rows: Iterable[tuple]) -> None:
+        """Insert full rows (every column of `table`, in order); a row with the key of an earlier one replaces it
+        (e.g. a repeated lesion study)."""
         columns = COLUMNS[table]
         conn.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) "
                          f"VALUES ({', '.join('?' * len(columns))})", rows)
 
     # --- writes ---------------------------------------------------------------------------
-    def create_run(self, config: Config, *, device: str, data_source: str, preset: str = "",
-                   models: Sequence[Mapping[str, Any]]) -> str:
-        """Record a new run (status ``created``) and its models (status ``training``); return its id.
+    def create_run(self, config: Config, *, device: str = "", data_source: str = "", preset: str = "",
+                   models: Sequence[Mapping[str, Any]], status: RunState = RunState.QUEUED,
+                   **job: Any) -> str:
+        """Record a new run (status `status`, by default queued) and its models (status training); return its id.
 
-        ``models`` rows have keys ``model`` (label), ``idx`` and ``params``, one per model of ``config``.
+        ``models`` rows have keys ``model`` (label), ``idx`` and ``params``, one per model of ``config``; `job`
+        sets any of the job columns (owner, key_hash, fingerprint, device_kind, estimate_s, peak_bytes, budget_s,
+        sweep_id).
         """
         labels = sorted(str(m.get("model")) for m in models)
         if labels != sorted(config.labels):
             raise StoreError(f"models {labels} do not match the configuration's {sorted(config.labels)}: "
                              "give one row (model, idx, params) per configured model")
+        unknown = sorted(set(job) - set(_V2_COLUMNS["runs"]))
+        if unknown:
+            raise StoreError(f"create_run got unknown job column {unknown[0]!r}")
+        status = _run_state(status)
         converters = [(name, convert) for name, convert in _converters("models") if name in ("model", "idx", "params")]
-        with self._write() as conn:
+        with self.transaction() as conn:
             run_id = _new_run_id()
             while conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 run_id = _new_run_id()
-            self._insert(conn, "runs", [(
-                run_id, config.name, preset, config.to_json(indent=None), "created", _now(), None, None, device,
-                data_source, _torch_version(), code_version(), socket.gethostname(), "",
-            )])
-            self._insert(conn, "models", [
-                (*_row_values("models", run_id, row, converters), "training", None) for row in models
+            row = dict(run_id=run_id, name=config.name, preset=preset, config=config.to_json(indent=None),
+                       status=str(status), created=_now(), started=None, ended=None, device=device,
+                       data_source=data_source, torch_version=_torch_version(), code_version=code_version(),
+                       hostname=socket.gethostname(), error="", **{c: None for c in _V2_COLUMNS["runs"]})
+            row.update(job)
+            self.insert(conn, "runs", [tuple(row[name] for name in COLUMNS["runs"])])
+            self.insert(conn, "models", [
+                (*_row_values("models", run_id, row, converters), str(ModelState.TRAINING), None) for row in models
             ])
         return run_id
 
@@ -312,56 +391,96 @@ class RunStore:
             values[table] = [_row_values(table, run_id, row, converters) for row in rows]
         if not any(values.values()):
             return
-        with self._write() as conn:
+        with self.transaction() as conn:
             self._require(conn, run_id)
             for table, rows in values.items():
-                self._insert(conn, table, rows)
+                self.insert(conn, table, rows)
 
-    def set_status(self, run_id: str, status: str, error: str = "") -> None:
-        """Set the run's status; the first ``running`` stamps ``started``, a final status stamps ``ended``."""
-        if status not in RUN_STATUSES:
-            raise StoreError(f"run status {status!r} is not one of {', '.join(RUN_STATUSES)}")
+    def set_status(self, run_id: str, status: RunState | str, error: str = "") -> None:
+        """Set the run's status; the first ``running`` stamps ``started``, a final status stamps ``ended``, and a
+        status no worker holds clears the worker and its lease."""
+        status = _run_state(status)
         now = _now()
-        ended = now if status in FINAL_STATUSES else None
-        started = now if status == "running" else None
-        with self._write() as conn:
+        with self.transaction() as conn:
             self._require(conn, run_id)
-            conn.execute("UPDATE runs SET status = ?, error = ?, started = COALESCE(started, ?), ended = ? "
-                         "WHERE run_id = ?", (status, error, started, ended, run_id))
+            conn.execute(
+                "UPDATE runs SET status = ?, error = ?, started = COALESCE(started, ?), ended = ?, "
+                "worker = CASE WHEN ? THEN worker END, lease_expires = CASE WHEN ? THEN lease_expires END "
+                "WHERE run_id = ?",
+                (str(status), error, now if status is RunState.RUNNING else None, now if status.final else None,
+                 status.live, status.live, run_id))
 
-    def set_model_status(self, run_id: str, model: str, status: str, diverged_step: int | None = None) -> None:
-        if status not in MODEL_STATUSES:
-            raise StoreError(f"model status {status!r} is not one of {', '.join(MODEL_STATUSES)}")
-        with self._write() as conn:
+    def set_model_status(self, run_id: str, model: str, status: ModelState | str,
+                         diverged_step: int | None = None) -> None:
+        try:
+            status = ModelState(status)
+        except ValueError:
+            raise StoreError(f"model status {status!r} is not one of {', '.join(s.value for s in ModelState)}"
+                             ) from None
+        with self.transaction() as conn:
             self._require(conn, run_id)
             updated = conn.execute(
                 "UPDATE models SET status = ?, diverged_step = COALESCE(?, diverged_step) "
-                "WHERE run_id = ? AND model = ?", (status, diverged_step, run_id, model),
+                "WHERE run_id = ? AND model = ?", (str(status), diverged_step, run_id, model),
             ).rowcount
             if not updated:
                 known = [m for (m,) in conn.execute("SELECT model FROM models WHERE run_id = ?", (run_id,))]
                 raise StoreError(f"run {run_id} has no model {model!r}: its models are {', '.join(known)}")
 
-    def delete_run(self, run_id: str) -> None:
-        with self._write() as conn:
+    def set_progress(self, run_id: str, progress: Any) -> None:
+        """Store the trainer's latest `Progress` (anything with ``to_json``) for the pages to read."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE runs SET progress = ? WHERE run_id = ?", (progress.to_json(), run_id))
+
+    def set_run_facts(self, run_id: str, **facts: Any) -> None:
+        """Update descriptive columns once a worker knows them (device, data_source, hostname, torch_version)."""
+        allowed = {"device", "data_source", "hostname", "torch_version", "code_version", "estimate_s", "peak_bytes"}
+        if not facts or set(facts) - allowed:
+            raise StoreError(f"set_run_facts takes {', '.join(sorted(allowed))}")
+        with self.transaction() as conn:
             self._require(conn, run_id)
-            for table in COLUMNS:
+            conn.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in facts)} WHERE run_id = ?",
+                         [*facts.values(), run_id])
+
+    def truncate_after(self, run_id: str, step: int) -> None:
+        """Delete the run's step, evaluation and probe rows after `step` (a resumed run writes them again)."""
+        with self.transaction() as conn:
+            self._require(conn, run_id)
+            for table in ("steps", "evals", "probes"):
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, step))
+            conn.execute("UPDATE models SET status = ?, diverged_step = NULL WHERE run_id = ? AND "
+                         "(diverged_step IS NULL OR diverged_step > ?)", (str(ModelState.TRAINING), run_id, step))
+
+    def delete_run(self, run_id: str) -> None:
+        with self.transaction() as conn:
+            self._require(conn, run_id)
+            for table in RUN_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
 
     # --- reads ----------------------------------------------------------------------------
-    def runs(self) -> pd.DataFrame:
-        """Every run, newest first."""
-        rows = self._conn().execute(f"SELECT {', '.join(COLUMNS['runs'])} FROM runs "
-                                    "ORDER BY created DESC, run_id DESC").fetchall()
+    def runs(self, statuses: Iterable[RunState] | None = None) -> pd.DataFrame:
+        """Every run (or those in `statuses`), newest first."""
+        where, values = "", []
+        if statuses is not None:
+            values = [str(_run_state(s)) for s in statuses]
+            where = f"WHERE status IN ({', '.join('?' * len(values))}) " if values else "WHERE 0 "
+        rows = self._conn().execute(f"SELECT {', '.join(COLUMNS['runs'])} FROM runs {where}"
+                                    "ORDER BY created DESC, run_id DESC", values).fetchall()
         return _frame("runs", rows)
+
+    def has_run(self, run_id: str) -> bool:
+        return valid_run_id(run_id) and bool(self.read("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)))
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The runs row as stored: timestamps are ISO 8601 strings (UTC), ``config`` is JSON text."""
         conn = self._conn()
         row = conn.execute(f"SELECT {', '.join(COLUMNS['runs'])} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
-            raise StoreError(f"unknown run id {run_id!r} in {self.path}: {LIST_RUNS_HINT}")
+            raise StoreError(f"unknown run id {str(run_id)[:40]!r} in the run store: {LIST_RUNS_HINT}")
         return dict(zip(COLUMNS["runs"], row))
+
+    def status(self, run_id: str) -> RunState:
+        return RunState(self.run(run_id)["status"])
 
     def config(self, run_id: str) -> Config:
         return Config.from_json(self.run(run_id)["config"])
@@ -376,8 +495,9 @@ class RunStore:
     def evals(self, run_id: str, model: str | None = None, since_step: int | None = None) -> pd.DataFrame:
         return self._select("evals", run_id, "model, step", model=model, since_step=since_step)
 
-    def probes(self, run_id: str, model: str | None = None, step: int | None = None) -> pd.DataFrame:
-        return self._select("probes", run_id, "model, step, layer", model=model, step=step)
+    def probes(self, run_id: str, model: str | None = None, step: int | None = None,
+               since_step: int | None = None) -> pd.DataFrame:
+        return self._select("probes", run_id, "model, step, layer", model=model, step=step, since_step=since_step)
 
     def lesions(self, run_id: str) -> pd.DataFrame:
         return self._select("lesions", run_id, "model, block")
@@ -393,12 +513,21 @@ class RunStore:
         ).fetchone()
         return -1 if latest is None else latest
 
+    # --- calibration: a machine's measured speed (explorer.estimate) ------------------------
+    def save_calibration(self, row: Mapping[str, Any]) -> None:
+        with self.transaction() as conn:
+            self.insert(conn, "calibration", [tuple(row[name] for name in COLUMNS["calibration"])])
+
+    def calibrations(self) -> pd.DataFrame:
+        return _frame("calibration", self.read(f"SELECT {', '.join(COLUMNS['calibration'])} FROM calibration "
+                                               "ORDER BY measured DESC"))
+
     # --- export and bundles ---------------------------------------------------------------
     def metrics(self, run_id: str) -> pd.DataFrame:
         """Steps and evaluations side by side: one row per (model, step) that has either.
 
         Columns: model, step, epoch, wall, lr, batch_loss, batch_err (the training batch of that step), and
-        train_loss, train_err, test_loss, test_err (the evaluation at that step, empty where none ran).
+        train_loss, train_err, test_loss, test_err, test_images (the evaluation at that step, empty where none ran).
         """
         steps = self.steps(run_id).drop(columns="run_id").rename(columns={"loss": "batch_loss",
                                                                           "train_err": "batch_err"})
@@ -407,7 +536,7 @@ class RunStore:
         for shared in ("epoch", "wall"):
             table[shared] = table[shared].fillna(table.pop(f"{shared}_eval"))
         columns = ["model", "step", "epoch", "wall", "lr", "batch_loss", "batch_err",
-                   "train_loss", "train_err", "test_loss", "test_err"]
+                   "train_loss", "train_err", "test_loss", "test_err", "test_images"]
         return table[columns].sort_values(["model", "step"], ignore_index=True)
 
     def export(self, run_id: str, path: str | Path, fmt: Literal["csv", "parquet"] = "csv") -> Path:
@@ -415,11 +544,14 @@ class RunStore:
         if fmt not in ("csv", "parquet"):
             raise StoreError(f"export format {fmt!r} is not csv or parquet")
         table, path = self.metrics(run_id), Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "csv":
-            table.to_csv(path, index=False)
-        else:
-            table.to_parquet(path, index=False, compression="zstd")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if fmt == "csv":
+                table.to_csv(path, index=False)
+            else:
+                table.to_parquet(path, index=False, compression="zstd")
+        except OSError as error:
+            raise StoreError(f"cannot write {path} ({error.strerror or error}): choose a writable file path") from None
         return path
 
     def export_bundle(self, run_id: str, directory: str | Path) -> Path:
@@ -428,8 +560,10 @@ class RunStore:
         directory.mkdir(parents=True, exist_ok=True)
         run = self.run(run_id)
         run["config"] = json.loads(run["config"])
-        models = self._conn().execute(f"SELECT {', '.join(COLUMNS['models'])} FROM models WHERE run_id = ? "
-                                      "ORDER BY idx", (run_id,)).fetchall()
+        for private in ("key_hash", "owner", "worker", "lease_expires", "control", "progress"):
+            run[private] = None  # who ran it and how to control it stay on this machine
+        models = self.read(f"SELECT {', '.join(COLUMNS['models'])} FROM models WHERE run_id = ? ORDER BY idx",
+                           (run_id,))
         bundle = {"format": BUNDLE_FORMAT, "run": run,
                   "models": [dict(zip(list(COLUMNS["models"])[1:], row[1:])) for row in models]}
         (directory / "run.json").write_text(json.dumps(bundle, indent=2) + "\n")
@@ -440,50 +574,58 @@ class RunStore:
                 path.unlink(missing_ok=True)  # a stale file from an earlier export would be imported
                 continue
             frame = frame.astype({name: _BUNDLE_TYPES.get(dtype.kind, "category")
-                                  for name, dtype in frame.dtypes.items()})
+                                  for name, dtype in frame.dtypes.items() if dtype.kind in "fiO" or dtype == "str"})
             frame.to_parquet(path, index=False, compression="zstd")
         return directory
 
+    def import_bundle(self, directory: str | Path) -> str:
+        """Read a bundle written by `export_bundle` into this store; return its run id."""
+        directory = Path(directory)
+        try:
+            bundle = json.loads((directory / "run.json").read_text())
+            run, models = bundle["run"], bundle["models"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise StoreError(f"{directory.name} is not a run bundle ({error}): give a folder written by "
+                             "export_bundle, with run.json in it") from None
+        if bundle.get("format") != BUNDLE_FORMAT:
+            raise StoreError(f"bundle {directory.name} has format {bundle.get('format')!r}; this version reads format "
+                             f"{BUNDLE_FORMAT}: record it again with `python -m explorer record`")
+        try:
+            config_json = Config.from_dict(run["config"]).to_json(indent=None)
+        except ConfigError as error:
+            raise StoreError(f"bundle {directory.name} holds a configuration this version cannot read ({error}): "
+                             "record it again with `python -m explorer record`") from None
+        run_id = run["run_id"]
+        tables = {}
+        for table in METRIC_TABLES:
+            path = directory / f"{table}.parquet"
+            if path.exists():
+                frame = pd.read_parquet(path)
+                converters = _converters(table)
+                missing = [name for name, _ in converters if name not in frame and not _nullable(table, name)]
+                if missing:
+                    raise StoreError(f"{path.name} of {directory.name} lacks columns {', '.join(missing)}: export "
+                                     "the bundle again")
+                columns = [frame[name].astype(_PANDAS_TYPES[COLUMNS[table][name]]).tolist() if name in frame
+                           else [None] * len(frame) for name, _ in converters]
+                tables[table] = [(run_id, *values) for values in zip(*columns)]
+        model_converters = _converters("models")
+        row = {**{name: None for name in COLUMNS["runs"]}, **run, "config": config_json}
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise StoreError(f"run {run_id} is already in the run store: delete it there first to import it again")
+            self.insert(conn, "runs", [tuple(row[name] for name in COLUMNS["runs"])])
+            self.insert(conn, "models", [
+                (run_id, *(row[name] if row[name] is None else convert(row[name]) for name, convert in
+                           model_converters)) for row in models
+            ])
+            for table, rows in tables.items():
+                self.insert(conn, table, rows)
+        return run_id
 
-def import_bundle(directory: str | Path, into: RunStore | None = None) -> str:
-    """Read a bundle written by `RunStore.export_bundle` into a store (default: `RunStore()`); return its run id."""
-    directory = Path(directory)
+
+def _run_state(status: RunState | str) -> RunState:
     try:
-        bundle = json.loads((directory / "run.json").read_text())
-        run, models = bundle["run"], bundle["models"]
-    except (OSError, ValueError, KeyError) as error:
-        raise StoreError(f"{directory} is not a run bundle ({error}): give a folder written by export_bundle, "
-                         "with run.json in it") from None
-    if bundle.get("format") != BUNDLE_FORMAT:
-        raise StoreError(f"bundle {directory} has format {bundle.get('format')!r}; this version reads format "
-                         f"{BUNDLE_FORMAT}: record it again with `python -m explorer record`")
-    try:
-        config_json = Config.from_dict(run["config"]).to_json(indent=None)
-    except ConfigError as error:
-        raise StoreError(f"bundle {directory} holds a configuration this version cannot read ({error}): "
-                         "record it again with `python -m explorer record`") from None
-    store = into or RunStore()
-    run_id = run["run_id"]
-    tables = {}
-    for table in METRIC_TABLES:
-        path = directory / f"{table}.parquet"
-        if path.exists():
-            frame = pd.read_parquet(path)
-            converters = _converters(table)
-            missing = [name for name, _ in converters if name not in frame]
-            if missing:
-                raise StoreError(f"{path} lacks columns {', '.join(missing)}: export the bundle again")
-            columns = [frame[name].astype(_PANDAS_TYPES[COLUMNS[table][name]]).tolist() for name, _ in converters]
-            tables[table] = [(run_id, *values) for values in zip(*columns)]
-    model_converters = _converters("models")
-    with store._write() as conn:
-        if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
-            raise StoreError(f"run {run_id} is already in {store.path}: delete it there first to import it again")
-        store._insert(conn, "runs", [tuple({**run, "config": config_json}[name] for name in COLUMNS["runs"])])
-        store._insert(conn, "models", [
-            (run_id, *(row[name] if row[name] is None else convert(row[name]) for name, convert in model_converters))
-            for row in models
-        ])
-        for table, rows in tables.items():
-            store._insert(conn, table, rows)
-    return run_id
+        return RunState(status)
+    except ValueError:
+        raise StoreError(f"run status {status!r} is not one of {', '.join(s.value for s in RunState)}") from None

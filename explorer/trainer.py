@@ -1,15 +1,24 @@
-"""Lockstep instrumented trainer: several models, identical batches, every step recorded.
+"""Lockstep instrumented trainer: several models, identical batches, every step recorded, resumable bit for bit.
 
-All models of a run see exactly the same batches in the same order with the same augmentation, so a plain and
-a residual twin at several depths differ only in their architecture. Each step records loss, batch training
-error and learning rate; each evaluation the error on a fixed sample of the training subset (no augmentation)
-and on the test subset; each probe step the per-layer gradient norm, weight norm, update-to-weight ratio and
-response std on a fixed probe batch (He et al. 2015, Fig. 7). Probes run as a few batched device ops per model
-(`torch._foreach_norm`), and per-step scalars stay on the device until a flush, so instrumentation costs little
-and never forces a device sync per layer.
+All models of a run see exactly the same batches in the same order with the same augmentation, so a plain and a
+residual twin at several depths differ only in their architecture. Each step records loss, batch training error
+and learning rate; each evaluation the error on fixed samples of the training and test subsets (``eval_images``
+each, about 25 times per run, so test error is a curve; the last evaluation scores the whole test subset); each
+probe step the per-layer gradient norm, weight norm, update-to-weight ratio and response std on a fixed probe
+batch. Response std follows He et al. 2015 Fig. 7 with batch statistics: BatchNorm normalises the probe batch by
+its own statistics, as in training, and its running statistics are left untouched (eval-mode statistics lag weights
+that grow fast early in training and inflate the responses by orders of magnitude).
 
-A model whose loss becomes NaN or infinite is marked diverged and dropped; its twins go on. Training runs in a
-background thread (`start`) or the caller's (`run`) and obeys `pause`, `resume` and `stop` between steps.
+Nothing inside a step waits for the device: losses, errors, probes and evaluations stay device tensors until a
+flush (about once a second), which reads them in one transfer and writes them to the run's sink (the store, or a
+remote writer) in one transaction, with the run's progress. A model whose loss is non-finite or above
+`loss_bound` is marked diverged at that step and dropped, its later rows discarded; its twins go on, and the run
+ends `diverged` when every model has.
+
+The trainer checkpoints models, optimisers and the step (the data position: an epoch's batches are a pure function
+of the seed) every ``checkpoint_seconds``, on pause and on stop. `run(resume=True)` continues from the checkpoint
+and writes exactly the records an uninterrupted run would have written (wall times aside). Controls (`pause`,
+`resume`, `stop`) are thread-safe and act between models of a lockstep step.
 
 In every record `step` is the 0-based index of the last update it covers (an evaluation after the k-th update
 has step k-1), `epoch` the epochs completed, and `wall` the seconds of training so far, pauses excluded.
@@ -17,32 +26,57 @@ has step k-1), `epoch` the epochs completed, and `wall` the seconds of training 
 
 from __future__ import annotations
 
-import itertools
+import json
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .config import Config, ConfigError, OptimConfig
-from .data import BatchStream, ImageData, eval_batches, load_data
-from .models import ExplorerNet, build_model
-from .store import RunStore
+from .checkpoints import Checkpoint
+from .config import Config
+from .data import BatchStream, ImageData, eval_batches
+from .device import DevicePolicy
+from .models import ExplorerNet, LayerInfo, build_model
+from .states import ModelState, RunState
+from .step import TrainStep, learning_rate, loss_and_error, make_optimizer
 
-EVAL_TRAIN_IMAGES = 1000  # training-subset error is measured on a fixed sample of this many images
 PROBE_IMAGES = 64  # enough for a stable std per layer; its forward costs ~2% at probes every 10 steps
+FINAL_TRAIN_IMAGES = 1000  # the last evaluation scores this many training images (and the whole test subset)
 FLUSH_SECONDS = 1.0
-ACTIVE_STATES = ("loading", "running", "paused", "stopping")
+EVAL_BATCH = 500
 
 
-@dataclass
+def loss_bound(num_classes: int) -> float:
+    """A loss this high has diverged: 50 times that of guessing uniformly (115 for ten classes)."""
+    return 50 * math.log(num_classes)
+
+
+class TrainingError(RuntimeError):
+    """Training could not go on (out of memory, say); the message says what to change."""
+
+
+class RunSink(Protocol):
+    """Where a trainer writes (`explorer.store.RunStore`, or a writer on a Ray head)."""
+
+    def append(self, run_id: str, **rows: list[dict]) -> None: ...
+    def set_status(self, run_id: str, status: RunState, error: str = "") -> None: ...
+    def set_model_status(self, run_id: str, model: str, status: ModelState,
+                         diverged_step: int | None = None) -> None: ...
+    def set_progress(self, run_id: str, progress: "Progress") -> None: ...
+    def truncate_after(self, run_id: str, step: int) -> None: ...
+
+
+@dataclass(frozen=True)
 class Progress:
-    state: str
+    """A run's live state as the trainer last published it (a copy: callers never see it change)."""
+
+    state: RunState
     step: int = 0
     total_steps: int = 0
     epoch: float = 0.0
@@ -51,50 +85,32 @@ class Progress:
     eta_s: float | None = None
     device: str = ""
     data_source: str = ""
-    error: str = ""
-    diverged: list[str] = field(default_factory=list)
+    gpu_memory_bytes: int | None = None
+    diverged: tuple[str, ...] = ()
 
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "state": str(self.state)})
 
-def resolve_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda was requested but no CUDA GPU is available: use device auto or cpu")
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
-
-
-def learning_rate(step: int, total_steps: int, steps_per_epoch: int, optim: OptimConfig) -> float:
-    """Linear warm-up from lr/10, then constant, step (/10 at 50% and 75%, He et al. 2015 §4.2) or cosine to 0."""
-    warmup = round(optim.warmup_epochs * steps_per_epoch)
-    if step < warmup:
-        return optim.lr * (0.1 + 0.9 * step / warmup)
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    if optim.schedule == "cosine":
-        return optim.lr * 0.5 * (1 + math.cos(math.pi * progress))
-    if optim.schedule == "step":
-        return optim.lr * (0.1 ** ((progress >= 0.5) + (progress >= 0.75)))
-    return optim.lr
-
-
-def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    if optim.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    @classmethod
+    def from_json(cls, text: str | None, state: RunState) -> "Progress":
+        """The stored progress, with the store's `state` (which outlives the trainer's last word)."""
+        try:
+            raw = json.loads(text) if text else {}
+            known = {f for f in cls.__dataclass_fields__}
+            values = {k: v for k, v in raw.items() if k in known and k != "state"}
+            values["diverged"] = tuple(values.get("diverged", ()))
+            return cls(state=state, **values)
+        except (TypeError, ValueError):
+            return cls(state=state)
 
 
 class Probe:
     """Per-layer gradient norm, weight norm, update-to-weight ratio and response std of one model."""
 
-    def __init__(self, model: ExplorerNet):
-        self.layers = model.layers()
+    def __init__(self, model: ExplorerNet, policy: DevicePolicy):
+        self.model, self.policy = model, policy
+        self.layers: list[LayerInfo] = model.layers()
         self.weights = [info.module.weight for info in self.layers]
-        self.model = model
 
     def before_step(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
@@ -108,81 +124,72 @@ class Probe:
 
     @torch.no_grad()
     def response_std(self, x: torch.Tensor) -> torch.Tensor:
+        """Std of each layer's response on `x` with batch statistics, running statistics untouched."""
         stds: list[torch.Tensor] = []
         hooks = [info.response.register_forward_hook(lambda m, i, out: stds.append(out.float().std()))
                  for info in self.layers]
-        was_training = self.model.training
-        self.model.eval()
         try:
-            self.model(x)
+            with batch_statistics(self.model), self.policy.autocast():
+                self.model(x)
         finally:
-            self.model.train(was_training)
             for hook in hooks:
                 hook.remove()
         return torch.stack(stds)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-             autocast: torch.autocast) -> tuple[float, float]:
-    """Mean loss and error (%) without augmentation, in eval mode."""
-    model.eval()
-    loss_sum = torch.zeros((), device=device)
-    wrong = torch.zeros((), device=device)
-    for xb, yb in eval_batches(x, y, 500, device, channels_last=True):
-        with autocast:
-            logits = model(xb)
-        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
-        wrong += (logits.argmax(1) != yb).sum()
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Train-mode BatchNorm that normalises by the batch's own statistics without updating the running ones."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was_training = model.training
+    tracked = [m.track_running_stats for m in norms]
     model.train()
-    n = len(y)
-    return loss_sum.item() / n, 100.0 * wrong.item() / n
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, flag in zip(norms, tracked):
+            m.track_running_stats = flag
+        model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, policy: DevicePolicy) -> torch.Tensor:
+    """[mean loss, error %] without augmentation, in eval mode, as a device tensor (read it later)."""
+    model.eval()
+    sums = torch.zeros(2, device=policy.device)
+    for xb, yb in eval_batches(x, y, EVAL_BATCH, policy.device, channels_last=policy.channels_last):
+        with policy.autocast():
+            logits = model(xb)
+        loss, error = loss_and_error(logits, yb)
+        sums += torch.stack([loss, error]) * len(yb)
+    model.train()
+    return sums / len(y)
 
 
 class Trainer:
-    def __init__(self, config: Config, store: RunStore, *, preset: str = "", data: ImageData | None = None,
-                 data_dir: str | Path | None = None, max_seconds: float | None = None,
-                 after: Callable[["Trainer", RunStore], None] | None = None):
-        """`after` runs in the training thread once the run finished (a preset's lesion study, say)."""
-        self.config = config
-        self.after = after
-        self.store = store
-        self.preset = preset
-        self.data = data
-        self.data_dir = data_dir
+    """Trains `config`'s models in lockstep for the stored run `run_id` (see the module docstring)."""
+
+    def __init__(self, config: Config, sink: RunSink, run_id: str, data: ImageData, policy: DevicePolicy, *,
+                 max_seconds: float | None = None, checkpoint_path: Path | None = None,
+                 checkpoint_seconds: float = 30.0, after: Callable[["Trainer"], None] | None = None):
+        """`data` must already be on `policy.device` or on the CPU; `after` runs once the run finished (a preset's
+        lesion study, say), with the trained models."""
+        self.config, self.sink, self.run_id, self.data, self.policy = config, sink, run_id, data, policy
         self.max_seconds = max_seconds
-        self.device = resolve_device(config.device)
+        self.checkpoint_path, self.checkpoint_seconds = checkpoint_path, checkpoint_seconds
+        self.after = after
         self.models: dict[str, ExplorerNet] = {}
-        self.run_id: str | None = None
-        self.state = "created"
-        self.error = ""
-        self._progress = Progress(state="created", device=device_name(self.device))
+        self._lock = threading.Lock()
+        self._progress = Progress(state=RunState.CLAIMED, device=policy.name, data_source=data.source)
         self._resume = threading.Event()
         self._resume.set()
         self._stop = threading.Event()
-        self._started = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    # --- control ----------------------------------------------------------------------------
-    def start(self) -> str:
-        """Train in a background thread; returns once the run is stored (data loaded, models built)."""
-        self._thread = threading.Thread(target=self._run_catching, name="explorer-trainer", daemon=True)
-        self._thread.start()
-        self._started.wait()
-        if self.run_id is None:
-            raise self._failure
-        return self.run_id
-
-    def run(self) -> str:
-        """Train in the caller's thread until the end; returns the run id."""
-        self._run_catching()
-        if self.run_id is None:
-            raise self._failure
-        return self.run_id
-
+    # --- control (thread-safe) ---------------------------------------------------------------
     def pause(self) -> None:
-        if self.state == "running":
-            self._resume.clear()
+        self._resume.clear()
 
     def resume(self) -> None:
         self._resume.set()
@@ -191,222 +198,270 @@ class Trainer:
         self._stop.set()
         self._resume.set()
 
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def watch(self, progress: Callable[[Progress], None], poll_seconds: float = 0.5) -> None:
-        """Block until a started run ends, passing its progress to `progress` every `poll_seconds` and once at the
-        end. Ctrl-C stops the run cleanly, then propagates."""
-        try:
-            while self.active:
-                progress(self.progress())
-                self.join(poll_seconds)
-        except KeyboardInterrupt:
-            self.stop()
-            self.join()
-            raise
-        progress(self.progress())
+    def progress(self) -> Progress:
+        with self._lock:
+            return self._progress
 
     @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
+    def state(self) -> RunState:
+        return self.progress().state
 
-    def progress(self) -> Progress:
-        self._progress.state = self.state
-        self._progress.error = self.error
-        return self._progress
+    def _publish(self, **changes: Any) -> Progress:
+        with self._lock:
+            self._progress = replace(self._progress, **changes)
+            return self._progress
 
-    def _set_state(self, state: str) -> None:
-        self.state = state
-        if self.run_id is not None:
-            self.store.set_status(self.run_id, state, error=self.error)
+    def _set_state(self, state: RunState, error: str = "") -> None:
+        self.sink.set_progress(self.run_id, self._publish(state=state))
+        self.sink.set_status(self.run_id, state, error=error)
 
-    # --- the run ----------------------------------------------------------------------------
-    def _run_catching(self) -> None:
+    # --- the run ------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> RunState:
+        """Train in the caller's thread until the run ends; returns its final state. Raises `TrainingError` (and
+        records the run as failed) when training cannot go on."""
         try:
-            self._prepare()
-        except Exception as error:  # reported to the caller of start()/run()
-            self._failure = error
-            self.state, self.error = "failed", str(error)
-            self._started.set()
-            return
-        self._started.set()
-        try:
-            self._train()
-            if self.after is not None and self.state == "finished":
-                self.after(self, self.store)
+            state = self._train(resume)
+        except torch.OutOfMemoryError:
+            message = (f"out of memory on {self.policy.name} with {len(self.config.models)} models at batch "
+                       f"{self.config.optim.batch_size}: use a smaller batch, fewer or shallower models")
+            self._set_state(RunState.FAILED, message)
+            raise TrainingError(message) from None
         except Exception as error:
-            self.error = f"{type(error).__name__}: {error}"
-            self._set_state("failed")
+            self._set_state(RunState.FAILED, f"{type(error).__name__}: {error}")
             raise
+        if state is RunState.FINISHED and self.after is not None:
+            self.after(self)
+        return state
 
-    def _prepare(self) -> None:
-        cfg = self.config
-        self.state = "loading"
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self._progress.device = device_name(self.device)
-        if self.data is None:
-            self.data = load_data(cfg.data, self.data_dir)
-        self._progress.data_source = self.data.source
-        num_classes = len(self.data.classes)
-        for model_cfg in cfg.models:
-            model = build_model(model_cfg, num_classes=num_classes, seed=cfg.seed)
-            self.models[model_cfg.label] = model.to(self.device, memory_format=torch.channels_last)
-        self.run_id = self.store.create_run(
-            cfg, device=device_name(self.device), data_source=self.data.source, preset=self.preset,
-            models=[{"model": label, "idx": i, "params": sum(p.numel() for p in m.parameters())}
-                    for i, (label, m) in enumerate(self.models.items())],
-        )
+    def _build(self) -> None:
+        self.policy.apply()
+        for model_cfg in self.config.models:
+            model = build_model(model_cfg, num_classes=len(self.data.classes), seed=self.config.seed)
+            self.models[model_cfg.label] = self.policy.to_device(model)
 
-    def _train(self) -> None:
-        cfg, optim, device = self.config, self.config.optim, self.device
-        stream = BatchStream(self.data, optim.batch_size, cfg.data.augment, device, seed=cfg.seed,
-                             channels_last=True)
+    def _train(self, resume: bool) -> RunState:
+        cfg, optim, policy = self.config, self.config.optim, self.policy
+        self._build()
+        optimizers = {label: make_optimizer(model, optim, policy) for label, model in self.models.items()}
+        steps = {label: TrainStep(model, optimizers[label], policy) for label, model in self.models.items()}
+        probes = {label: Probe(model, policy) for label, model in self.models.items()}
+        stream = BatchStream(self.data, optim.batch_size, cfg.data.augment, policy.device, seed=cfg.seed,
+                             channels_last=policy.channels_last)
         total_steps, steps_per_epoch = cfg.run_steps()
         assert steps_per_epoch == stream.steps_per_epoch, "Config.run_steps and BatchStream disagree"
-        eval_every = cfg.eval_every or stream.steps_per_epoch
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-        sample = torch.randperm(len(self.data.train_y), generator=torch.Generator().manual_seed(cfg.seed))
-        eval_x, eval_y = self.data.train_x[sample[:EVAL_TRAIN_IMAGES]], self.data.train_y[sample[:EVAL_TRAIN_IMAGES]]
-        probe_x, _ = next(eval_batches(eval_x[:PROBE_IMAGES], eval_y[:PROBE_IMAGES], PROBE_IMAGES, device,
-                                       channels_last=True))
-        optimizers = {label: make_optimizer(model, optim) for label, model in self.models.items()}
-        probes = {label: Probe(model) for label, model in self.models.items()}
-        recorder = _Recorder(self)
-        self._progress.total_steps = total_steps
-        self._set_state("running")
+        samples = _EvalSamples(self.data, cfg, policy)
+        recorder = _Recorder(self, loss_bound(len(self.data.classes)))
 
-        clock_start = time.perf_counter()
-        for step, (x, y) in enumerate(_batches(stream, total_steps)):
+        start, wall_before = 0, 0.0
+        checkpoint = Checkpoint.load(self.checkpoint_path) if resume and self.checkpoint_path else None
+        if checkpoint is not None:
+            for label, model in self.models.items():
+                model.load_state_dict(checkpoint.models[label])
+                optimizers[label].load_state_dict(checkpoint.optimizers[label])
+            recorder.restore(checkpoint.active, checkpoint.diverged)
+            start, wall_before = checkpoint.step + 1, checkpoint.wall
+        if resume:
+            self.sink.truncate_after(self.run_id, start - 1)  # rows written after the checkpoint come again
+        self._publish(total_steps=total_steps, step=start, epoch=start / steps_per_epoch, elapsed_s=wall_before)
+        self._set_state(RunState.RUNNING)
+
+        eval_every = cfg.evaluation_interval()
+        clock = _Clock(wall_before)
+        last_checkpoint = time.perf_counter()
+        done = start - 1  # the last step every active model completed
+        for step, (x, y) in enumerate(stream.run(total_steps, start), start=start):
+            if not self._resume.is_set():
+                self._pause(recorder, clock, optimizers, done)
             if self._stop.is_set() or not recorder.active:
                 break
-            if not self._resume.is_set():
-                recorder.flush()
-                self._set_state("paused")
-                paused = time.perf_counter()
-                self._resume.wait()
-                clock_start += time.perf_counter() - paused  # wall time counts training, not pauses
-                if self._stop.is_set():
-                    break
-                self._set_state("running")
-            started = time.perf_counter()
-            lr = learning_rate(step, total_steps, stream.steps_per_epoch, optim)
+            lr = learning_rate(step, total_steps, steps_per_epoch, optim)
             probing = cfg.probe_every > 0 and step % cfg.probe_every == 0
-            scalars = []
+            scalars, streams = [], []
             for label in recorder.active:
                 if self._stop.is_set():
                     break  # Stop acts between models too: deep lockstep steps can take seconds
-                model, optimizer = self.models[label], optimizers[label]
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with autocast:
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if probing:
-                    grad_norms, weight_norms, before = probes[label].before_step()
-                optimizer.step()
-                scalars.append(torch.stack([loss.detach(), (logits.argmax(1) != y).float().mean() * 100]))
-                if probing:
-                    ratio = probes[label].update_ratio(weight_norms, before)
-                    response = probes[label].response_std(probe_x)
-                    recorder.probes(label, step, probes[label].layers,
-                                    torch.stack([grad_norms, weight_norms, ratio, response], 1))
+                train_step, probe = steps[label], probes[label]
+                streams.append(train_step.stream)
+                with policy.side_stream(train_step.stream):
+                    scalars.append(train_step.forward_backward(x, y))
+                    if probing:
+                        grad_norms, weight_norms, before = probe.before_step()
+                    train_step.update(lr)
+                    if probing:
+                        table = torch.stack([grad_norms, weight_norms, probe.update_ratio(weight_norms, before),
+                                             probe.response_std(samples.probe_x)], 1)
+                        recorder.probes(label, step, table)
+            policy.join(streams)
             if len(scalars) < len(recorder.active):
-                break  # stopped mid-step: that step is not recorded
-            if device.type == "cuda" and (step % 50 == 0 or probing):
-                torch.cuda.synchronize(device)
-            step_seconds = time.perf_counter() - started
-            elapsed = time.perf_counter() - clock_start
-            epoch = (step + 1) / stream.steps_per_epoch
+                break  # stopped mid-step: that step is not recorded (a resumed run trains it again)
+            done = step
+            epoch = (step + 1) / steps_per_epoch
+            elapsed = clock.elapsed()
             recorder.steps(step, epoch, lr, elapsed, torch.stack(scalars))
-            self._update_progress(step + 1, total_steps, epoch, step_seconds, elapsed)
             budget_spent = self.max_seconds is not None and elapsed >= self.max_seconds
-            if (step + 1) % eval_every == 0 or step + 1 == total_steps or budget_spent:
+            last = step + 1 == total_steps or budget_spent
+            if (step + 1) % eval_every == 0 or last:
                 recorder.flush()  # drops models that diverged before their evaluation
                 for label in recorder.active:
-                    train_loss, train_err = evaluate(self.models[label], eval_x, eval_y, device, autocast)
-                    test_loss, test_err = evaluate(self.models[label], self.data.test_x, self.data.test_y,
-                                                   device, autocast)
-                    recorder.rows["evals"].append(dict(
-                        model=label, step=step, epoch=epoch, train_loss=train_loss, train_err=train_err,
-                        test_loss=test_loss, test_err=test_err, wall=elapsed))
-            recorder.flush_if_due()
+                    recorder.evaluation(label, step, epoch, elapsed, *samples.score(self.models[label], final=last))
+            if recorder.due() or step == start:
+                recorder.flush()  # the first step is flushed at once: the first chart point comes fast
+            if self.checkpoint_path and time.perf_counter() - last_checkpoint > self.checkpoint_seconds:
+                recorder.flush()
+                self._checkpoint(recorder, clock, optimizers, done)
+                last_checkpoint = time.perf_counter()
             if budget_spent:
                 break  # the budget ends the run like its last step, evaluation included
         recorder.flush()
-        final = "stopped" if self._stop.is_set() else "finished"
+        if not recorder.active:
+            final = RunState.DIVERGED
+        elif self._stop.is_set():
+            final = RunState.STOPPED
+        else:
+            final = RunState.FINISHED
+        model_state = ModelState.STOPPED if final is RunState.STOPPED else ModelState.FINISHED
         for label in recorder.active:
-            self.store.set_model_status(self.run_id, label, final)
+            self.sink.set_model_status(self.run_id, label, model_state)
+        if self.checkpoint_path and final is not RunState.DIVERGED:
+            self._checkpoint(recorder, clock, optimizers, done)
         self._set_state(final)
+        return final
 
-    def _update_progress(self, step: int, total_steps: int, epoch: float, step_seconds: float,
-                         elapsed: float) -> None:
-        p = self._progress
-        rate = self.config.optim.batch_size / max(step_seconds, 1e-9)
-        p.images_per_s = rate if p.images_per_s == 0 else 0.9 * p.images_per_s + 0.1 * rate
-        p.step, p.epoch, p.elapsed_s = step, epoch, elapsed
-        p.eta_s = (total_steps - step) * self.config.optim.batch_size / p.images_per_s
+    def _pause(self, recorder: "_Recorder", clock: "_Clock", optimizers: dict, done: int) -> None:
+        recorder.flush()
+        if self.checkpoint_path:
+            self._checkpoint(recorder, clock, optimizers, done)
+        self._set_state(RunState.PAUSED)
+        paused = time.perf_counter()
+        self._resume.wait()
+        clock.exclude(time.perf_counter() - paused)  # wall time counts training, not pauses
+        if not self._stop.is_set():
+            self._set_state(RunState.RUNNING)
+
+    def _checkpoint(self, recorder: "_Recorder", clock: "_Clock", optimizers: dict, step: int) -> None:
+        Checkpoint(step=step, wall=clock.elapsed(), active=list(recorder.active), diverged=dict(recorder.diverged),
+                   models={label: model.state_dict() for label, model in self.models.items()},
+                   optimizers={label: opt.state_dict() for label, opt in optimizers.items()},
+                   ).save(self.checkpoint_path)
+
+    def publish_progress(self, step: int, epoch: float, elapsed: float, images_per_s: float, diverged: list[str]) -> None:
+        """Called by the recorder after each flush: the sink stores the progress, so every page shows the same."""
+        total = self._progress.total_steps
+        rate = images_per_s or self._progress.images_per_s
+        eta = (total - step) * self.config.optim.batch_size / rate if rate > 0 else None
+        progress = self._publish(step=step, epoch=epoch, elapsed_s=elapsed, images_per_s=rate, eta_s=eta,
+                                 diverged=tuple(diverged), gpu_memory_bytes=self.policy.memory_in_use())
+        self.sink.set_progress(self.run_id, progress)
 
 
-def _batches(stream: BatchStream, total_steps: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The stream's epochs back to back, cut at total_steps."""
-    step = 0
-    for epoch in itertools.count():
-        for batch in stream.epoch(epoch):
-            if step == total_steps:
-                return
-            yield batch
-            step += 1
+class _Clock:
+    """Seconds of training so far: wall time since start, plus what earlier sessions trained, minus pauses."""
+
+    def __init__(self, before: float):
+        self.started = time.perf_counter() - before
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def exclude(self, seconds: float) -> None:
+        self.started += seconds
+
+
+class _EvalSamples:
+    """The fixed images every evaluation scores, held on the device: `eval_images` of the training subset and of
+    the test subset (the last evaluation scores `FINAL_TRAIN_IMAGES` and the whole test subset), and the probe
+    batch."""
+
+    def __init__(self, data: ImageData, cfg: Config, policy: DevicePolicy):
+        self.policy = policy
+        generator = torch.Generator().manual_seed(cfg.seed)
+        train = torch.randperm(len(data.train_y), generator=generator).to(data.train_y.device)
+        test = torch.randperm(len(data.test_y), generator=generator).to(data.test_y.device)
+        n_train, n_final = min(cfg.eval_images, len(train)), min(max(cfg.eval_images, FINAL_TRAIN_IMAGES), len(train))
+        self.train = [(data.train_x[train[:n]], data.train_y[train[:n]]) for n in (n_train, n_final)]
+        n_test = min(cfg.eval_images, len(test))
+        self.test = [(data.test_x[test[:n_test]], data.test_y[test[:n_test]]), (data.test_x, data.test_y)]
+        probe_x, _ = next(eval_batches(data.train_x[train[:PROBE_IMAGES]], data.train_y[train[:PROBE_IMAGES]],
+                                       PROBE_IMAGES, policy.device, channels_last=policy.channels_last))
+        self.probe_x = probe_x
+
+    def score(self, model: nn.Module, final: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """[loss, error] on the training sample and on the test sample, and how many test images were scored."""
+        (train_x, train_y), (test_x, test_y) = self.train[final], self.test[final]
+        return evaluate(model, train_x, train_y, self.policy), evaluate(model, test_x, test_y, self.policy), len(test_y)
 
 
 class _Recorder:
-    """Buffers a trainer's records and writes them to the store in one transaction about once a second.
+    """Buffers a trainer's records as device tensors and writes them to its sink about once a second.
 
-    Per-step scalars stay on the device until a flush: one transfer per flush instead of one sync per step.
-    Divergence is detected there, so a diverged model is dropped at most FLUSH_SECONDS after its first bad step.
+    Divergence is detected at a flush, so a diverged model is dropped at most `FLUSH_SECONDS` after its first bad
+    step; its rows from that step on (steps and probes) are discarded and its status says at which step.
     """
 
-    def __init__(self, trainer: "Trainer"):
-        self.trainer = trainer
+    def __init__(self, trainer: Trainer, bound: float):
+        self.trainer, self.bound = trainer, bound
         self.active = list(trainer.models)
-        self.pending: list[tuple[int, float, float, float, list[str], torch.Tensor]] = []
-        self.rows: dict[str, list[dict]] = {"steps": [], "evals": [], "probes": []}
+        self.diverged: dict[str, int] = {}
+        self.pending_steps: list[tuple[int, float, float, float, list[str], torch.Tensor]] = []
+        self.pending_probes: list[tuple[str, int, torch.Tensor]] = []
+        self.pending_evals: list[tuple[str, int, float, float, torch.Tensor, torch.Tensor, int]] = []
         self.last_flush = time.perf_counter()
+        self.images = 0
+
+    def restore(self, active: list[str], diverged: dict[str, int]) -> None:
+        self.active = [label for label in self.trainer.models if label in active]
+        self.diverged = dict(diverged)
 
     def steps(self, step: int, epoch: float, lr: float, wall: float, loss_and_error: torch.Tensor) -> None:
-        self.pending.append((step, epoch, lr, wall, list(self.active), loss_and_error))
+        self.pending_steps.append((step, epoch, lr, wall, list(self.active), loss_and_error))
+        self.images += self.trainer.config.optim.batch_size
 
-    def probes(self, label: str, step: int, layers: list, table: torch.Tensor) -> None:
-        self.rows["probes"] += [
-            dict(model=label, step=step, layer=info.index, layer_name=info.name, grad_norm=g, weight_norm=w,
-                 update_ratio=r, response_std=s)
-            for info, (g, w, r, s) in zip(layers, table.cpu().tolist())
-        ]
+    def probes(self, label: str, step: int, table: torch.Tensor) -> None:
+        self.pending_probes.append((label, step, table))
 
-    def flush_if_due(self) -> None:
-        if time.perf_counter() - self.last_flush > FLUSH_SECONDS:
-            self.flush()
+    def evaluation(self, label: str, step: int, epoch: float, wall: float, train: torch.Tensor, test: torch.Tensor,
+                   test_images: int) -> None:
+        self.pending_evals.append((label, step, epoch, wall, train, test, test_images))
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.last_flush > FLUSH_SECONDS
 
     def flush(self) -> None:
         trainer = self.trainer
-        values = torch.stack([v for *_, v in self.pending]).cpu().tolist() if self.pending else []
-        for (step, epoch, lr, wall, labels, _), per_model in zip(self.pending, values):
+        values = torch.stack([v for *_, v in self.pending_steps]).cpu().tolist() if self.pending_steps else []
+        rows: dict[str, list[dict]] = {"steps": [], "evals": [], "probes": []}
+        for (step, epoch, lr, wall, labels, _), per_model in zip(self.pending_steps, values):
             for label, (loss, err) in zip(labels, per_model):
                 if label not in self.active:
                     continue
-                if not math.isfinite(loss):
-                    self.active.remove(label)
-                    trainer.store.set_model_status(trainer.run_id, label, "diverged", diverged_step=step)
-                    trainer._progress.diverged.append(label)
+                if not math.isfinite(loss) or loss > self.bound:
+                    self._diverge(label, step)
                     continue
-                self.rows["steps"].append(dict(model=label, step=step, epoch=epoch, loss=loss, train_err=err,
-                                               lr=lr, wall=wall))
-        self.pending.clear()
-        trainer.store.append(trainer.run_id, **self.rows)
-        for table in self.rows.values():
-            table.clear()
+                rows["steps"].append(dict(model=label, step=step, epoch=epoch, loss=loss, train_err=err, lr=lr,
+                                          wall=wall))
+        for label, step, table in self.pending_probes:
+            if label in self.active or step < self.diverged.get(label, step + 1):
+                rows["probes"] += [
+                    dict(model=label, step=step, layer=i, layer_name=info.name, grad_norm=g, weight_norm=w,
+                         update_ratio=r, response_std=s)
+                    for i, (info, (g, w, r, s)) in enumerate(zip(trainer.models[label].layers(), table.cpu().tolist()))
+                ]
+        for label, step, epoch, wall, train, test, images in self.pending_evals:
+            (train_loss, train_err), (test_loss, test_err) = train.tolist(), test.tolist()
+            rows["evals"].append(dict(model=label, step=step, epoch=epoch, train_loss=train_loss, train_err=train_err,
+                                      test_loss=test_loss, test_err=test_err, test_images=images, wall=wall))
+        elapsed = time.perf_counter() - self.last_flush
+        last = self.pending_steps[-1] if self.pending_steps else None
+        for pending in (self.pending_steps, self.pending_probes, self.pending_evals):
+            pending.clear()
+        trainer.sink.append(trainer.run_id, **rows)
+        if last is not None:
+            step, epoch, _, wall, *_ = last
+            trainer.publish_progress(step + 1, epoch, wall, self.images / max(elapsed, 1e-9), list(self.diverged))
+        self.images = 0
         self.last_flush = time.perf_counter()
+
+    def _diverge(self, label: str, step: int) -> None:
+        self.active.remove(label)
+        self.diverged[label] = step
+        self.trainer.sink.set_model_status(self.trainer.run_id, label, ModelState.DIVERGED, diverged_step=step)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from explorer import charts
+from explorer.ui import charts
 
 MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 

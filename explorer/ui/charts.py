@@ -23,11 +23,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.config import ConfigError, ModelConfig
-
-FAMILY_COLORS: dict[str, str] = {"plain": "#D55E00", "resnet": "#0072B2", "vgg": "#009E73"}
-FAMILY_TITLES: dict[str, str] = {"plain": "Plain nets", "resnet": "Residual nets", "vgg": "VGG-style nets"}
-OTHER_COLOR = "#7F7F7F"
+from explorer.config import display_name
+from explorer.metrics import final_numbers, running_mean, smoothing_window
+from explorer.palette import (FAMILY_COLORS, FAMILY_TITLES, OTHER_COLOR, depth_of, families, family_of,
+                              model_colors, model_order)
 RUN_DASHES: tuple[str, ...] = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 MAX_POINTS = 2000
 MAX_HEATMAP_COLUMNS = 600
@@ -47,51 +46,6 @@ METRIC_TITLES: dict[str, str] = {
 }
 CLASSIFIER_PREFIX = "classifier."  # models.ExplorerNet names its final linear layers classifier.<i>
 LOG_METRICS = frozenset({"loss", "train_loss", "test_loss", "grad_norm", "weight_norm", "update_ratio"})
-
-
-# --- colours ---------------------------------------------------------------------------------------------
-def family_of(label: str) -> str:
-    """The family of a model label (``plain56-B`` -> ``plain``); ``other`` when it is not a model label."""
-    try:
-        return ModelConfig.parse(label).family
-    except ConfigError:
-        return "other"
-
-
-def depth_of(label: str) -> int:
-    try:
-        return ModelConfig.parse(label).depth
-    except ConfigError:
-        return 0
-
-
-def _mix(color: str, target: str, amount: float) -> str:
-    rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
-    goal = np.array([int(target[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
-    mixed = np.round(rgb + (goal - rgb) * amount).astype(int)
-    return "#" + "".join(f"{v:02X}" for v in mixed)
-
-
-def model_colors(labels: Iterable[str]) -> dict[str, str]:
-    """Label -> colour: the family's hue, lighter for shallower and darker for deeper nets of that family."""
-    by_family: dict[str, list[str]] = {}
-    for label in dict.fromkeys(labels):
-        by_family.setdefault(family_of(label), []).append(label)
-    colors = {}
-    for family, members in by_family.items():
-        base = FAMILY_COLORS.get(family, OTHER_COLOR)
-        members.sort(key=lambda m: (depth_of(m), m))
-        for rank, label in enumerate(members):
-            # shallowest: 45% towards white; deepest: 25% towards black
-            t = rank / (len(members) - 1) if len(members) > 1 else 0.5
-            shade = 0.45 - 0.7 * t
-            colors[label] = _mix(base, "#FFFFFF", shade) if shade > 0 else _mix(base, "#000000", -shade)
-    return colors
-
-
-def _families(labels: Iterable[str]) -> list[str]:
-    present = {family_of(label) for label in labels}
-    return [f for f in (*FAMILY_COLORS, "other") if f in present]
 
 
 # --- look ------------------------------------------------------------------------------------------------
@@ -144,81 +98,53 @@ def downsample(frame: pd.DataFrame, x: str, max_points: int = MAX_POINTS) -> pd.
     return means[list(frame.columns)]
 
 
-def smoothing_window(n: int) -> int:
-    """Steps averaged for a noisy per-batch curve: a tenth of the history, between 1 and 50."""
-    return int(max(1, min(50, n // 10)))
-
-
-def running_mean(frame: pd.DataFrame, y: str, by: Sequence[str] = ("model",)) -> pd.DataFrame:
-    """`frame` in step order with `y` replaced by its trailing running mean within each group (each model of
-    each run): per-batch numbers are noisy, and the first points average what exists so far."""
-    frame = frame.sort_values("step")
-    means = frame.groupby(list(by), sort=False)[y].transform(
-        lambda values: values.rolling(smoothing_window(len(values)), min_periods=1).mean())
-    return frame.assign(**{y: means})
-
-
 def _labels(frame: pd.DataFrame, column: str = "model") -> list[str]:
     """The distinct values of `column`; model labels come plain before resnet before vgg, shallow to deep."""
     labels = list(frame[column].unique()) if len(frame) else []
-    return sorted(labels, key=_model_order) if column == "model" else labels
+    return sorted(labels, key=model_order) if column == "model" else labels
 
 
-def _model_order(label: str) -> tuple[int, int, str]:
-    families = (*FAMILY_COLORS, "other")
-    return families.index(family_of(label)), depth_of(label), label
-
-
-def final_numbers(steps: pd.DataFrame, evals: pd.DataFrame, models: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per (run, model): last step, epoch, final batch training error (mean of the last window),
-    last evaluated training/test error, best test error, final loss, parameters and status."""
-    keys = ["run_id", "model"]
-    rows = []
-    for (run_id, model), group in steps.sort_values("step").groupby(keys, sort=False):
-        tail = group.tail(smoothing_window(len(group)))
-        rows.append({
-            "run_id": run_id, "model": model, "step": int(group["step"].iloc[-1]),
-            "epoch": float(group["epoch"].iloc[-1]), "batch_train_err": float(tail["train_err"].mean()),
-            "loss": float(tail["loss"].mean()),
-        })
-    table = pd.DataFrame(rows, columns=["run_id", "model", "step", "epoch", "batch_train_err", "loss"])
-    if len(evals):
-        ordered = evals.sort_values("step").groupby(keys, sort=False)
-        last = ordered[["train_err", "test_err"]].last()
-        best = ordered["test_err"].min().rename("best_test_err")
-        table = table.merge(last.join(best).reset_index(), on=keys, how="outer")
-    else:
-        table = table.assign(train_err=np.nan, test_err=np.nan, best_test_err=np.nan)
-    if models is not None and len(models):
-        table = table.merge(models[keys + ["params", "status"]], on=keys, how="left")
-    order = sorted(range(len(table)), key=lambda i: (table["run_id"].iat[i], _model_order(table["model"].iat[i])))
-    return table.iloc[order].reset_index(drop=True)
+def _divergence_marker(fig: go.Figure, curve: pd.DataFrame, x: str, y: str, label: str, step: int, color: str,
+                       **where: int) -> None:
+    """An X where a model's curve stops because it diverged at `step` (its later records are not drawn)."""
+    if curve.empty:
+        return
+    last = curve.iloc[-1]
+    fig.add_trace(go.Scatter(x=[last[x]], y=[last[y]], mode="markers+text", text=["diverged"],
+                             textposition="top center", marker=dict(symbol="x", size=12, color=color),
+                             showlegend=False, hovertemplate=f"{display_name(label)} diverged at step {step}"
+                                                             "<extra></extra>"), **where)
 
 
 # --- training curves -------------------------------------------------------------------------------------
-def error_figure(steps: pd.DataFrame, evals: pd.DataFrame, x: str = "epoch", scale: float = 1.0) -> go.Figure:
+def error_figure(steps: pd.DataFrame, evals: pd.DataFrame, x: str = "epoch", scale: float = 1.0,
+                 diverged: dict[str, int] | None = None) -> go.Figure:
     """Training error (dashed: per-batch error, running mean) and test error (solid) per model, one panel per
-    family side by side on a shared y axis: the layout of He et al. 2015 Fig. 6."""
-    labels = sorted({*_labels(steps), *_labels(evals)}, key=_model_order)
-    families = _families(labels) or ["plain", "resnet"]
+    family side by side on a shared y axis: the layout of He et al. 2015 Fig. 6. A model that diverged ends in an
+    X (`diverged`: label -> step)."""
+    diverged = diverged or {}
+    labels = sorted({*_labels(steps), *_labels(evals)}, key=model_order)
+    panels = families(labels) or ["plain", "resnet"]
     steps = running_mean(steps, "train_err")
-    fig = make_subplots(rows=1, cols=len(families), shared_yaxes=True, horizontal_spacing=0.03,
-                        subplot_titles=[FAMILY_TITLES.get(f, "Other") for f in families])
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.03,
+                        subplot_titles=[FAMILY_TITLES.get(f, "Other") for f in panels])
     colors = model_colors(labels)
     for label in labels:
-        col = families.index(family_of(label)) + 1
+        col = panels.index(family_of(label)) + 1
         curve = downsample(steps.loc[steps["model"] == label, [x, "train_err"]], x)
         if len(curve):
             fig.add_trace(go.Scatter(
-                x=curve[x], y=curve["train_err"], name=label, legendgroup=label, mode="lines",
+                x=curve[x], y=curve["train_err"], name=display_name(label), legendgroup=label, mode="lines",
                 line=dict(color=colors[label], width=1.5, dash="dash"), hovertemplate="%{y:.1f}% training",
             ), row=1, col=col)
+            if label in diverged:
+                _divergence_marker(fig, curve, x, "train_err", label, diverged[label], colors[label], row=1, col=col)
         tested = downsample(evals.loc[evals["model"] == label, [x, "test_err"]].sort_values(x), x)
         if len(tested):
             fig.add_trace(go.Scatter(
-                x=tested[x], y=tested["test_err"], name=label, legendgroup=label, showlegend=not len(curve),
-                mode="lines+markers" if len(tested) < 30 else "lines", hovertemplate="%{y:.1f}% test",
-                line=dict(color=colors[label], width=3), marker=dict(size=5),
+                x=tested[x], y=tested["test_err"], name=display_name(label), legendgroup=label,
+                showlegend=not len(curve), mode="lines+markers" if len(tested) < 60 else "lines",
+                hovertemplate="%{y:.1f}% test", line=dict(color=colors[label], width=3), marker=dict(size=5),
             ), row=1, col=col)
     fig.update_yaxes(title_text="error (%)", row=1, col=1)
     fig.update_xaxes(title_text=X_TITLES.get(x, x))
@@ -226,16 +152,19 @@ def error_figure(steps: pd.DataFrame, evals: pd.DataFrame, x: str = "epoch", sca
 
 
 def metric_figure(frame: pd.DataFrame, y: str, x: str = "epoch", scale: float = 1.0,
-                  smoothed: bool = False, log: bool | None = None) -> go.Figure:
+                  smoothed: bool = False, log: bool | None = None, diverged: dict[str, int] | None = None
+                  ) -> go.Figure:
     """One line per model of any per-step or per-eval column (loss, lr, test error, ...); `smoothed` draws the
-    running mean of per-batch values."""
+    running mean of per-batch values; a model that diverged ends in an X."""
     fig = go.Figure()
     colors = model_colors(_labels(frame))
     frame = running_mean(frame, y) if smoothed else frame
     for label in _labels(frame):
         curve = downsample(frame.loc[frame["model"] == label, [x, y]].sort_values(x), x)
-        fig.add_trace(go.Scatter(x=curve[x], y=curve[y], name=label, mode="lines",
+        fig.add_trace(go.Scatter(x=curve[x], y=curve[y], name=display_name(label), mode="lines",
                                  line=dict(color=colors[label], width=2)))
+        if diverged and label in diverged:
+            _divergence_marker(fig, curve, x, y, label, diverged[label], colors[label])
     fig.update_xaxes(title_text=X_TITLES.get(x, x))
     _y_axis(fig, y, log)
     return style(fig, scale, height=340)
@@ -258,7 +187,7 @@ def overlay_figure(frame: pd.DataFrame, y: str, x: str = "epoch", scale: float =
     colors = model_colors(_labels(frame))
     dashes = {run: RUN_DASHES[i % len(RUN_DASHES)] for i, run in enumerate(_labels(frame, "run"))}
     for run, label in sorted(frame.groupby(["run", "model"], sort=False).groups,
-                             key=lambda key: (list(dashes).index(key[0]), _model_order(key[1]))):
+                             key=lambda key: (list(dashes).index(key[0]), model_order(key[1]))):
         curve = frame.loc[(frame["run"] == run) & (frame["model"] == label), [x, y]]
         curve = downsample(curve.sort_values(x), x)
         fig.add_trace(go.Scatter(x=curve[x], y=curve[y], name=f"{run} · {label}", mode="lines",
@@ -373,7 +302,7 @@ def depth_sweep_figure(finals: pd.DataFrame, y: str = "batch_train_err", scale: 
     `final_numbers(...)` over the runs of a sweep."""
     table = finals.assign(family=finals["model"].map(family_of), depth=finals["model"].map(depth_of))
     fig = go.Figure()
-    for family in _families(table["model"]):
+    for family in families(table["model"]):
         line = table[table["family"] == family].sort_values("depth")
         fig.add_trace(go.Scatter(
             x=line["depth"], y=line[y], name=FAMILY_TITLES.get(family, family), mode="lines+markers",

@@ -12,39 +12,20 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import torch
 
-from . import charts
-from .estimate import Estimate
-from .presets import Preset, RunRecords, Verdict
-from .store import RunStore
+from explorer.config import display_name
+from explorer.estimate import Estimate
+from explorer.metrics import final_numbers
+from explorer.presets import Preset
+from explorer.store import RunStore
+from explorer.ui.figures import CHARTS, RunTables, has_data
+from explorer.verdicts import Verdict
 
 
-def _lesion_chart(r: RunRecords) -> go.Figure:
-    chance = 100.0 * (1 - 1 / (len(r.config.data.classes) or 10))
-    return charts.lesion_figure(r.lesions, chance=chance)  # it draws the intact net's rows as the baseline
-
-
-# name -> (title, figure builder); presets name theirs in Preset.charts
-CHARTS: dict[str, tuple[str, Callable[[RunRecords], go.Figure]]] = {
-    "errors": ("Training error (dashed) and test error (solid)", lambda r: charts.error_figure(r.steps, r.evals)),
-    "loss": ("Training loss", lambda r: charts.metric_figure(r.steps, "loss", smoothed=True)),
-    "test_err": ("Test error", lambda r: charts.metric_figure(r.evals, "test_err")),
-    "depth": ("Final training error against depth",
-              lambda r: charts.depth_sweep_figure(r.finals.reset_index(), y="train_err")),
-    "gradients": ("Gradient norm per layer and iteration", lambda r: charts.probe_heatmap(r.probes, "grad_norm")),
-    "gradient_profile": ("Gradient norm per layer at initialisation",
-                         lambda r: charts.layer_profile(r.probes, "grad_norm", step=0)),
-    "responses": ("Layer response std at the last probe (He et al. 2015 Fig. 7, top)",
-                  lambda r: charts.layer_profile(r.probes, "response_std")),
-    "responses_sorted": ("Layer response std sorted by magnitude (Fig. 7, bottom)",
-                         lambda r: charts.layer_profile(r.probes, "response_std", sort=True)),
-    "lesion": ("Test error with one block removed (Veit et al. 2016 Fig. 3)", _lesion_chart),
-}
 DEFAULT_CHARTS = ("errors", "loss", "gradients", "responses")
 BADGES = {True: ("held", "#1a7f37"), False: ("did not hold", "#cf222e"), None: ("no verdict", "#6e7781")}
 
@@ -61,7 +42,7 @@ th { background: #f6f8fa; text-align: left; } pre { background: #f6f8fa; padding
 def write_report(store: RunStore, run_id: str, preset: Preset | None, verdict: Verdict | None, path: str | Path,
                  estimate: Estimate | None = None) -> Path:
     """Write the report of `run_id` to `path` and return the path. Without a verdict, a preset's own is computed."""
-    records = RunRecords.load(store, run_id)
+    tables = RunTables.read(store, run_id)
     run = store.run(run_id)
     if verdict is None and preset is not None:
         verdict = preset.evaluate(store, run_id)
@@ -75,15 +56,15 @@ def write_report(store: RunStore, run_id: str, preset: Preset | None, verdict: V
         sections.append(_claim("What to watch", preset.watch))
     if estimate is not None:
         sections.append(_claim("Estimated before the run", estimate.summary()))
-    sections.append("<h2>Charts</h2>" + _charts_html(records, preset.charts if preset else DEFAULT_CHARTS))
-    sections.append("<h2>Final numbers</h2>" + _final_table(records.finals))
+    sections.append("<h2>Charts</h2>" + _charts_html(tables, preset.charts if preset else DEFAULT_CHARTS))
+    sections.append("<h2>Final numbers</h2>" + _final_table(final_numbers(tables.steps, tables.evals, tables.models)))
     if verdict is not None and "costs" in verdict.details:
         sections.append("<h2>Cost</h2>" + _cost_table(verdict.details["costs"]))
     if verdict is not None and verdict.details:
         details = json.dumps(_rounded(verdict.details), indent=2, default=float)
         sections.append(f"<h2>Measured details</h2><pre>{_e(details)}</pre>")
     sections.append("<h2>Run</h2>" + _table(_run_facts(run, preset)))
-    config = records.config
+    config = store.config(run_id)
     sections.append(f"<h2>Configuration</h2><p>App URL query: <code>?{_e(config.to_query_string())}</code></p>"
                     f"<pre>{_e(config.to_json())}</pre>")
     page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
@@ -120,22 +101,27 @@ def _verdict_html(verdict: Verdict | None) -> str:
             f"<div class='claim'><strong>Measured</strong><p>{_e(figure)}</p></div>")
 
 
-def _charts_html(records: RunRecords, names: tuple[str, ...]) -> str:
+def _charts_html(tables: RunTables, names: tuple[str, ...]) -> str:
+    """Each chart with its data-generated summary under it (also what a screen reader reads)."""
     parts, inline_js = [], True
     for name in names:
-        title, build = CHARTS[name]
-        figure = build(records).update_layout(title=dict(text=title, x=0))
+        spec = CHARTS[name]
+        if not has_data(spec, tables):
+            continue
+        figure = spec.build(tables, "epoch", 1.0).update_layout(title=dict(text=spec.title, x=0))
         parts.append(figure.to_html(full_html=False, include_plotlyjs=inline_js, default_height="440px"))
+        parts.append(f"<p class='summary'>{_e(spec.summary(tables))}</p>")
         inline_js = False
     return "".join(parts)
 
 
 def _final_table(finals: pd.DataFrame) -> str:
-    columns = ["step", "epoch", "train_err", "test_err", "best_test_err", "loss", "params", "status"]
+    columns = ["model", "step", "epoch", "train_err", "test_err", "best_test_err", "loss", "params", "status"]
+    finals = finals.assign(model=finals["model"].map(display_name))
     table = finals[[c for c in columns if c in finals]].rename(columns={
         "train_err": "training error (%)", "test_err": "test error (%)", "best_test_err": "best test error (%)",
         "loss": "final loss"})
-    return table.to_html(float_format=lambda v: f"{v:.2f}", na_rep="–", border=0)
+    return table.to_html(float_format=lambda v: f"{v:.2f}", na_rep="–", border=0, index=False)
 
 
 def _cost_table(costs: dict[str, dict[str, int]]) -> str:

@@ -1,0 +1,181 @@
+"""How much memory a run needs, predicted in milliseconds from its Config, and the guard that refuses what will not fit.
+
+A lockstep run keeps every model resident (weights, gradients, optimiser state) but trains one model at a time, so
+its peak is the sum of the models' states, plus the largest model's activations at the run's batch size, plus the
+images held for training and evaluation, plus the process itself (PyTorch and, on a CPU, its allocator's
+slack). Activations are counted exactly: the bytes autograd saves for the backward pass, traced once per
+architecture on PyTorch's meta device (no memory, no arithmetic) at two depths and extrapolated, since every block
+after the first of a stage saves the same. `ACTIVATION_FACTOR` turns saved bytes into peak bytes per device and
+precision (gradients of activations alive during the backward pass, workspace, bf16 copies); it was fitted to
+measured peaks and is checked against measured peaks by tests/test_memory.py (within 25% on six configurations)
+and bench/memory.py.
+
+`check` refuses a run over the limit (the machine's free memory, or EXPLORER_MEMORY_LIMIT) with `ResourceError`:
+the figure, the limit, and the largest batch that would fit.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from .config import Config, ModelConfig, blocks_per_stage, depth_of
+from .settings import available_ram, settings
+
+IMAGE_BYTES = 3 * 32 * 32  # one uint8 image
+CIFAR10_IMAGES = 60_000  # a worker keeps a disk source's whole set in memory between jobs
+SYNTHETIC_CHUNK_BYTES = 3 * 5000 * IMAGE_BYTES * 4  # float32 intermediates while rendering a chunk of images
+# Peak bytes per saved activation byte (fp32-equivalent, traced), per (device kind, precision), plus a constant
+# workspace (cuDNN): fitted to peaks measured with bench/memory.py (CPU: PyTorch 2.14, 2 threads) and
+# bench/gpu_suite.py (an H200, PyTorch 2.11; bench/results/gpu-h200-run1.json).
+ACTIVATION_FACTOR: dict[tuple[str, str], float] = {
+    ("cpu", "fp32"): 1.06, ("cpu", "bf16"): 0.56, ("cuda", "fp32"): 1.05, ("cuda", "bf16"): 0.52,
+}
+WORKSPACE_BYTES = {"cpu": 0, "cuda": 64_000_000}
+MMAP_THRESHOLD = 128 * 1024
+PROCESS_BYTES = {"cpu": 450_000_000, "cuda": 600_000_000}  # PyTorch and the worker itself (host RAM / CUDA context)
+
+
+class ResourceError(RuntimeError):
+    """A run would not fit in the memory this server allows; the message gives the figure and what to change."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted peak bytes of a run on one device, and its parts."""
+
+    total: int
+    states: int  # every model's weights, gradients and optimiser state
+    activations: int  # the largest model's activations at the run's batch size
+    data: int  # images held for training and evaluation
+    process: int
+    device_kind: str
+
+    def summary(self) -> str:
+        return (f"{format_bytes(self.total)} ({format_bytes(self.activations)} activations, "
+                f"{format_bytes(self.states)} weights and optimiser state, {format_bytes(self.data)} images)")
+
+
+def format_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(count) < 1000:
+            return f"{count:.0f} {unit}" if unit in ("B", "KB") else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def _trace(cfg: ModelConfig, num_classes: int) -> tuple[int, int]:
+    """(saved activation bytes per image in fp32, parameter count) of `cfg`, traced on the meta device."""
+    from .models import ExplorerNet
+
+    with torch.device("meta"):
+        model = ExplorerNet(cfg, num_classes)
+    parameters = {id(p) for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if id(tensor) not in parameters:
+            saved[id(tensor)] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(torch.empty(1, 3, 32, 32, device="meta"))
+    return sum(saved.values()), sum(p.numel() for p in model.parameters())
+
+
+@functools.lru_cache(maxsize=256)
+def model_footprint(cfg: ModelConfig, num_classes: int = 10) -> tuple[int, int]:
+    """(saved activation bytes per image in fp32, parameters) of a net. Deep CIFAR nets are traced at two and three
+    blocks per stage and extrapolated linearly in blocks per stage, which is exact: later blocks repeat."""
+    n = blocks_per_stage(cfg.family, cfg.depth, cfg.block)
+    if cfg.family == "vgg" or n <= 3:
+        return _trace(cfg, num_classes)
+    (a2, p2), (a3, p3) = (_trace(replace(cfg, depth=depth_of(cfg.block, k)), num_classes) for k in (2, 3))
+    return a3 + (n - 3) * (a3 - a2), p3 + (n - 3) * (p3 - p2)
+
+
+def _state_bytes(cfg: Config, parameters: int) -> int:
+    slots = 2 if cfg.optim.optimizer == "adam" else (1 if cfg.optim.momentum > 0 else 0)
+    return parameters * 4 * (2 + slots)  # weights, gradients, optimiser slots; fp32
+
+
+def predict(config: Config, device_kind: str, precision: str) -> MemoryEstimate:
+    """The peak memory of `config` on a device of `device_kind` (cpu or cuda) computing in `precision` (fp32 or
+    bf16): host RAM on a CPU, GPU memory on a GPU."""
+    classes = len(config.data.classes) or 10
+    footprints = [model_footprint(m, classes) for m in config.models]
+    batch = min(config.optim.batch_size, config.data.subset)
+    factor = ACTIVATION_FACTOR[(device_kind, precision)]
+    activations = int(max(saved for saved, _ in footprints) * batch * factor) + WORKSPACE_BYTES[device_kind]
+    states = sum(_state_bytes(config, params) for _, params in footprints)
+    images = (config.data.subset + config.data.test_subset) * IMAGE_BYTES
+    if device_kind == "cpu":
+        whole_set = CIFAR10_IMAGES * IMAGE_BYTES if config.data.source != "synthetic" else SYNTHETIC_CHUNK_BYTES
+        data = images + whole_set
+    else:
+        data = images + CIFAR10_IMAGES * IMAGE_BYTES * (config.data.source != "synthetic")
+    process = PROCESS_BYTES[device_kind]
+    return MemoryEstimate(total=activations + states + data + process, states=states, activations=activations,
+                          data=data, process=process, device_kind=device_kind)
+
+
+def memory_limit(device_kind: str, device_memory: int | None = None) -> int:
+    """The most one run may use: EXPLORER_MEMORY_LIMIT if set, else 80% of the free RAM (CPU) or of the GPU's
+    memory (`device_memory`, from the worker's calibration)."""
+    configured = settings().memory_limit
+    if configured is not None:
+        return configured
+    if device_kind == "cuda" and device_memory:
+        return int(0.8 * device_memory)
+    return int(0.8 * available_ram())
+
+
+def largest_batch(config: Config, device_kind: str, precision: str, limit: int) -> int:
+    """The largest batch size at which `config` fits in `limit` bytes (0 if not even one image fits)."""
+    one = predict(replace(config, optim=replace(config.optim, batch_size=1)), device_kind, precision)
+    per_image = predict(replace(config, optim=replace(config.optim, batch_size=2)), device_kind,
+                        precision).total - one.total
+    if one.total > limit:
+        return 0
+    return int(min(4096, 1 + (limit - one.total) // max(per_image, 1)))
+
+
+def check(config: Config, device_kind: str, precision: str, limit: int | None = None,
+          device_memory: int | None = None) -> MemoryEstimate:
+    """`predict`, refusing with `ResourceError` when the run would need more than the limit."""
+    estimate = predict(config, device_kind, precision)
+    limit = limit if limit is not None else memory_limit(device_kind, device_memory)
+    if estimate.total > limit:
+        where = "GPU memory" if device_kind == "cuda" else "memory"
+        fits = largest_batch(config, device_kind, precision, limit)
+        advice = (f"use batch ≤ {fits}, or fewer, shallower or narrower models" if fits
+                  else "use fewer, shallower or narrower models, or a smaller subset")
+        raise ResourceError(f"this run needs about {estimate.summary()} of {where}, more than the "
+                            f"{format_bytes(limit)} this server allows per run: {advice}")
+    return estimate
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def release_memory_eagerly() -> None:
+    """Make glibc serve large blocks from mmap at a fixed threshold, so freed activations go back to the OS.
+
+    By default glibc raises its mmap threshold after large frees and keeps later activations on a heap that never
+    shrinks: a long-lived worker then holds the peak of every run it trained, and peaks grow by up to 80% with
+    fragmentation (measured with bench/memory.py). Workers call this once at start; it does nothing off glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        libc = None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD; setting it also turns off glibc's dynamic threshold

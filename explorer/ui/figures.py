@@ -1,0 +1,208 @@
+"""The chart registry: every chart of a run, one entry each, for the Lab, the Learn page and the HTML report.
+
+A `ChartSpec` says how to build the figure from a run's tables (`RunTables`, read from the store), its caption
+(what to look for), and a one-sentence summary of what it shows in numbers, generated from the same data (for
+screen readers, the report and static exports: never fixed text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from explorer.config import Config, ConfigError, display_name
+from explorer.lesion import BASELINE_BLOCK
+from explorer.metrics import final_numbers
+from explorer.palette import model_order
+from explorer.store import RunStore
+from explorer.ui import charts
+
+
+@dataclass(frozen=True)
+class RunTables:
+    """What the charts of one run read: its tables as the store returns them (probes: the history drawn)."""
+
+    steps: pd.DataFrame
+    evals: pd.DataFrame
+    probes: pd.DataFrame
+    models: pd.DataFrame
+    lesions: pd.DataFrame
+    config: Config | None = None
+
+    @classmethod
+    def read(cls, store: RunStore, run_id: str, probes: pd.DataFrame | None = None) -> "RunTables":
+        try:
+            config = store.config(run_id)
+        except ConfigError:
+            config = None
+        return cls(steps=store.steps(run_id), evals=store.evals(run_id),
+                   probes=store.probes(run_id) if probes is None else probes, models=store.models(run_id),
+                   lesions=store.lesions(run_id), config=config)
+
+    @property
+    def diverged(self) -> dict[str, int]:
+        """label -> the step at which the model diverged."""
+        rows = self.models.dropna(subset=["diverged_step"]) if len(self.models) else self.models
+        return {row.model: int(row.diverged_step) for row in rows.itertuples()} if len(rows) else {}
+
+    @property
+    def chance(self) -> float:
+        classes = len(self.config.data.classes) if self.config else 0
+        return 100.0 * (1 - 1 / (classes or 10))
+
+
+@dataclass(frozen=True)
+class ChartSpec:
+    title: str
+    build: Callable[[RunTables, str, float], go.Figure]  # (tables, x axis, font scale) -> figure
+    caption: str
+    summary: Callable[[RunTables], str]
+    needs: str = "steps"  # the table that must have rows for the chart to mean anything
+
+
+def _names(values: dict[str, float], unit: str = "%", digits: int = 1) -> str:
+    ordered = sorted(values, key=model_order)
+    return ", ".join(f"{display_name(label)} {values[label]:.{digits}f}{unit}" for label in ordered)
+
+
+def _finals(t: RunTables) -> pd.DataFrame:
+    return final_numbers(t.steps, t.evals, t.models if len(t.models) else None)
+
+
+def _errors_summary(t: RunTables) -> str:
+    if t.steps.empty:
+        return "No steps recorded yet."
+    finals = _finals(t).set_index("model")
+    epoch = float(t.steps["epoch"].max())
+    text = f"After {epoch:.1f} epochs, training error (recent batches): {_names(finals['batch_train_err'].to_dict())}"
+    tested = finals["test_err"].dropna()
+    if len(tested):
+        text += f"; test error at the last evaluation: {_names(tested.to_dict())}"
+    if t.diverged:
+        text += f"; diverged: {', '.join(display_name(m) for m in t.diverged)}"
+    return text + "."
+
+
+def _loss_summary(t: RunTables) -> str:
+    if t.steps.empty:
+        return "No steps recorded yet."
+    finals = _finals(t).set_index("model")
+    return f"Training loss over the last steps: {_names(finals['loss'].to_dict(), '', 3)}."
+
+
+def _lr_summary(t: RunTables) -> str:
+    if t.steps.empty:
+        return "No steps recorded yet."
+    lr = t.steps.drop_duplicates("step")["lr"]
+    return f"The learning rate went from {lr.iloc[0]:.3g} to a peak of {lr.max():.3g} and is now {lr.iloc[-1]:.3g}."
+
+
+def _test_summary(t: RunTables) -> str:
+    if t.evals.empty:
+        return "No evaluation yet."
+    best = t.evals.groupby("model")["test_err"].min().to_dict()
+    last = t.evals.sort_values("step").groupby("model")["test_err"].last().to_dict()
+    return (f"Test error at the last of {t.evals['step'].nunique()} evaluations: {_names(last)}; "
+            f"best: {_names(best)}.")
+
+
+def _profile_summary(metric: str, words: str) -> Callable[[RunTables], str]:
+    def summary(t: RunTables) -> str:
+        probes = t.probes[~t.probes["layer_name"].str.startswith(charts.CLASSIFIER_PREFIX)] if len(t.probes) else t.probes
+        if probes.empty:
+            return "No probes recorded yet."
+        last = probes[probes["step"] == probes["step"].max()]
+        edges = {}
+        for label, rows in last.groupby("model"):
+            rows = rows.sort_values("layer")
+            first, final = rows[metric].head(3).mean(), rows[metric].tail(3).mean()
+            edges[label] = f"{display_name(label)} {first:.3g} (first layers) vs {final:.3g} (last layers)"
+        return f"{words} at step {int(last['step'].max())}: " + "; ".join(edges[m] for m in sorted(edges, key=model_order)) + "."
+    return summary
+
+
+def _response_summary(t: RunTables) -> str:
+    probes = t.probes[~t.probes["layer_name"].str.startswith(charts.CLASSIFIER_PREFIX)] if len(t.probes) else t.probes
+    if probes.empty:
+        return "No probes recorded yet."
+    last = probes[probes["step"] == probes["step"].max()]
+    means = last.groupby("model")["response_std"].mean().to_dict()
+    return (f"Mean layer response std at step {int(last['step'].max())} (batch statistics): "
+            f"{_names(means, '', 3)}.")
+
+
+def _depth_summary(t: RunTables) -> str:
+    if t.steps.empty:
+        return "No steps recorded yet."
+    finals = _finals(t).set_index("model")
+    return f"Final training error against depth: {_names(finals['batch_train_err'].to_dict())}."
+
+
+def _lesion_summary(t: RunTables) -> str:
+    if t.lesions.empty:
+        return "The lesion study has not run."
+    parts = []
+    for label, rows in t.lesions.groupby("model"):
+        intact = rows.loc[rows["block"] == BASELINE_BLOCK, "test_err"]
+        removed = rows.loc[rows["block"] != BASELINE_BLOCK, "test_err"]
+        parts.append(f"{display_name(label)}: {float(intact.iloc[0]) if len(intact) else float('nan'):.1f}% intact, "
+                     f"median {removed.median():.1f}% with one block removed")
+    return "; ".join(parts) + f" (chance {t.chance:.0f}%)."
+
+
+CHARTS: dict[str, ChartSpec] = {
+    "errors": ChartSpec(
+        "Training error (dashed) and test error (solid)",
+        lambda t, x, s: charts.error_figure(t.steps, t.evals, x, s, diverged=t.diverged),
+        "Dashed: training error on each batch (running mean); solid: test error on a fixed sample of test images, "
+        "the last point on the whole test subset. Degradation: the deeper plain net (darker red) trains *worse* "
+        "than the shallow one; the deeper residual net (darker blue) does not.",
+        _errors_summary),
+    "loss": ChartSpec(
+        "Training loss", lambda t, x, s: charts.metric_figure(t.steps, "loss", x, s, smoothed=True,
+                                                               diverged=t.diverged),
+        "Log scale, running mean. A flat deep-plain curve means optimisation is stuck, not overfitting.",
+        _loss_summary),
+    "lr": ChartSpec("Learning rate", lambda t, x, s: charts.lr_figure(t.steps, x, s),
+                    "The schedule every model shares: warm-up, then constant, step or cosine.", _lr_summary),
+    "test_err": ChartSpec("Test error", lambda t, x, s: charts.metric_figure(t.evals, "test_err", x, s),
+                          "Test error at every evaluation (a fixed sample; the last point: the whole test subset).",
+                          _test_summary, needs="evals"),
+    "depth": ChartSpec("Final training error against depth",
+                       lambda t, x, s: charts.depth_sweep_figure(_finals(t), "batch_train_err", s),
+                       "One line per family over this run's models: plain nets rise with depth, residual nets do "
+                       "not.", _depth_summary),
+    "gradients": ChartSpec(
+        "Gradient norm per layer and iteration", lambda t, x, s: charts.probe_heatmap(t.probes, "grad_norm", scale=s),
+        "Rows are layers from input (bottom) to output (top), columns are iterations; one log colour scale for all "
+        "panels.", _profile_summary("grad_norm", "Gradient norm"), needs="probes"),
+    "gradient_profile": ChartSpec(
+        "Gradient norm per layer at the latest probe",
+        lambda t, x, s: charts.layer_profile(t.probes, "grad_norm", scale=s),
+        "Gradient L2 norm of every layer: compare the early layers with the late ones, plain against residual.",
+        _profile_summary("grad_norm", "Gradient norm"), needs="probes"),
+    "responses": ChartSpec(
+        "Layer response std (He et al. 2015 Fig. 7, top)",
+        lambda t, x, s: charts.layer_profile(t.probes, "response_std", scale=s),
+        "Std of each conv layer's response (its BN output, before the addition and ReLU) on a fixed batch, measured "
+        "with that batch's own statistics as in training. He et al. 2015 (Fig. 7) found residual layers respond "
+        "more weakly than plain ones. In a net that starts as the identity (zero-initialised branches) every "
+        "second layer reads 0 until training grows its BN gain.", _response_summary, needs="probes"),
+    "responses_sorted": ChartSpec(
+        "Layer response std sorted by magnitude (Fig. 7, bottom)",
+        lambda t, x, s: charts.layer_profile(t.probes, "response_std", sort=True, scale=s),
+        "The same responses, each net's layers sorted from largest to smallest.", _response_summary,
+        needs="probes"),
+    "lesion": ChartSpec(
+        "Test error with one block removed (Veit et al. 2016 Fig. 3)",
+        lambda t, x, s: charts.lesion_figure(t.lesions, chance=t.chance, scale=s),
+        "Residual nets degrade gracefully when a block is removed at test time; plain nets collapse to chance.",
+        _lesion_summary, needs="lesions"),
+}
+
+
+def has_data(spec: ChartSpec, tables: RunTables) -> bool:
+    return len(getattr(tables, spec.needs)) > 0

@@ -1,0 +1,403 @@
+"""Verdicts: whether a preset's prediction held on a run, read from the run's records, with the numbers.
+
+A judge reads `RunRecords` (the configuration, the metric tables and per-model final numbers) and returns a
+`Verdict`: held (True/False), or None when the run cannot tell (a compared model diverged, no net has learned yet).
+A judge names the models it compares through `RunRecords.require`; a run that lacks them raises `MissingModels`,
+which `judge` turns into a no-verdict, so a real bug in a judge is never mistaken for a missing model.
+
+How verdicts read errors (percent): "training error" is the last evaluation's error on the fixed sample of the
+training subset, without augmentation and in eval mode (the mean of the last steps' batch errors when no
+evaluation ran); "test error" is the last evaluation's test error, on the whole test subset. Differences up to
+`MARGIN` points count as equal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .config import Config, ModelConfig
+from .lesion import BASELINE_BLOCK
+from .metrics import final_numbers
+from .models import describe_config, inception_cost
+from .store import RunStore
+
+MARGIN = 2.0  # points of error within which two nets count as equal
+LEARNED = 10.0  # a net this many points below chance has learned something
+
+
+class MissingModels(LookupError):
+    """The run lacks a model the prediction compares."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the prediction held (None: the run cannot tell, e.g. a model diverged), the measured figure in
+    words, and the numbers behind it."""
+
+    held: bool | None
+    figure: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunRecords:
+    """What a verdict reads: the run's configuration and records, with per-model final numbers."""
+
+    config: Config
+    finals: pd.DataFrame  # metrics.final_numbers, indexed by model; train_err falls back to the batch error
+    steps: pd.DataFrame
+    evals: pd.DataFrame
+    probes: pd.DataFrame
+    lesions: pd.DataFrame
+
+    @classmethod
+    def load(cls, store: RunStore, run_id: str) -> "RunRecords":
+        steps, evals = store.steps(run_id), store.evals(run_id)
+        finals = final_numbers(steps, evals, store.models(run_id))
+        finals["train_err"] = finals["train_err"].fillna(finals["batch_train_err"])
+        return cls(config=store.config(run_id), finals=finals.set_index("model"), steps=steps, evals=evals,
+                   probes=store.probes(run_id), lesions=store.lesions(run_id))
+
+    def labels(self, **fields: Any) -> list[str]:
+        """Labels of the run's models whose ModelConfig matches `fields`, shallow to deep."""
+        models = [m for m in self.config.models if all(getattr(m, k) == v for k, v in fields.items())]
+        return [m.label for m in sorted(models, key=lambda m: m.depth)]
+
+    def require(self, count: int = 1, **fields: Any) -> list[str]:
+        """`labels`, raising `MissingModels` unless at least `count` models match: a judge names what it compares."""
+        labels = self.labels(**fields)
+        if len(labels) < count:
+            wanted = ", ".join(f"{k}={v}" for k, v in fields.items()) or "any"
+            raise MissingModels(f"needs {count} model(s) with {wanted}, the run has {', '.join(self.config.labels)}")
+        return labels
+
+    def error(self, label: str, split: str = "train") -> float | None:
+        """Final error of a model that finished (None if it diverged or has no records)."""
+        if label not in self.finals.index or self.finals.at[label, "status"] == "diverged":
+            return None
+        value = self.finals.at[label, f"{split}_err"]
+        return None if pd.isna(value) else float(value)
+
+    def errors(self, labels: list[str], split: str = "train") -> dict[str, float | None]:
+        return {label: self.error(label, split) for label in labels}
+
+    @property
+    def chance(self) -> float:
+        return 100.0 * (1 - 1 / (len(self.config.data.classes) or 10))
+
+    def no_verdict(self, errors: Mapping[str, float | None], **details: Any) -> Verdict | None:
+        """A no-verdict when a compared model diverged or has no records, or when none has learned anything yet
+        (every error within `LEARNED` points of chance): a run too short to tell. `details` go with it."""
+        if verdict := _missing(errors, **details):
+            return verdict
+        if min(errors.values()) > self.chance - LEARNED:
+            return Verdict(None, f"no verdict: no net has learned yet ({_listing(errors)}; chance "
+                                 f"{self.chance:.0f}%): give the run more time", {"errors": dict(errors), **details})
+        return None
+
+
+def _missing(errors: Mapping[str, Any], **details: Any) -> Verdict | None:
+    """A no-verdict when a model the prediction needs diverged or has no records."""
+    lost = [label for label, value in errors.items() if value is None]
+    if not lost:
+        return None
+    return Verdict(None, f"no verdict: {', '.join(lost)} diverged or has no records",
+                   {"errors": dict(errors), **details})
+
+
+def _points(value: float) -> str:
+    return f"{value:+.1f} points"
+
+
+def _listing(errors: Mapping[str, float | None]) -> str:
+    return ", ".join(f"{label} {value:.1f}%" for label, value in errors.items() if value is not None)
+
+
+# --- verdicts ------------------------------------------------------------------------------------------------------
+def degradation(r: RunRecords) -> Verdict:
+    (plain_a, *_, plain_b), (res_a, *_, res_b) = r.require(2, family="plain"), r.require(2, family="resnet")
+    errors = r.errors([plain_a, plain_b, res_a, res_b])
+    if verdict := r.no_verdict(errors):
+        return verdict
+    plain_gap, res_gap = errors[plain_b] - errors[plain_a], errors[res_b] - errors[res_a]
+    return Verdict(
+        held=plain_gap > MARGIN and res_gap <= MARGIN,
+        figure=f"{plain_b} minus {plain_a} training error: {_points(plain_gap)}; "
+               f"{res_b} minus {res_a}: {_points(res_gap)}",
+        details={"training_error": errors, "plain_gap": plain_gap, "residual_gap": res_gap},
+    )
+
+
+def depth_sweep(r: RunRecords) -> Verdict:
+    curves = {family: r.errors(r.require(2, family=family)) for family in ("plain", "resnet")}
+    if verdict := r.no_verdict({**curves["plain"], **curves["resnet"]}):
+        return verdict
+    rise = {family: list(c.values())[-1] - list(c.values())[0] for family, c in curves.items()}
+    described = "; ".join(
+        f"{family}: " + ", ".join(f"{ModelConfig.parse(label).depth} layers {value:.1f}%" for label, value in c.items())
+        for family, c in curves.items())
+    return Verdict(
+        held=rise["plain"] > MARGIN and rise["resnet"] <= MARGIN,
+        figure=f"training error from shallowest to deepest: plain {_points(rise['plain'])}, "
+               f"residual {_points(rise['resnet'])} ({described})",
+        details={"training_error": curves, "rise": rise},
+    )
+
+
+def shortcut_options(r: RunRecords) -> Verdict:
+    plain = r.require(family="plain")[0]
+    options = {opt: r.require(family="resnet", shortcut=opt)[0] for opt in ("A", "B", "C")}
+    errors = r.errors([plain, *options.values()], "test")
+    if verdict := r.no_verdict(errors):
+        return verdict
+    by_option = {opt: errors[label] for opt, label in options.items()}
+    paper_order = by_option["C"] <= by_option["B"] <= by_option["A"]
+    return Verdict(
+        held=max(by_option.values()) < errors[plain] - MARGIN,
+        figure=f"test error: {plain} {errors[plain]:.1f}%, A {by_option['A']:.1f}%, B {by_option['B']:.1f}%, "
+               f"C {by_option['C']:.1f}% (the paper's order C ≤ B ≤ A: {'yes' if paper_order else 'no'})",
+        details={"test_error": errors, "paper_order": paper_order},
+    )
+
+
+def _costs(labels: list[str]) -> dict[str, dict[str, int]]:
+    costs = {}
+    for label in labels:
+        description = describe_config(ModelConfig.parse(label))
+        costs[label] = {"depth": description.depth, "params": description.params, "macs": description.macs}
+    return costs
+
+
+def bottleneck(r: RunRecords) -> Verdict:
+    basic = r.require(block="basic")[0]
+    same_depth, equal_cost = r.require(2, block="bottleneck")[:2]  # shallow to deep: equal depth first
+    errors = r.errors([basic, same_depth, equal_cost], "test")
+    costs = _costs([basic, same_depth, equal_cost])
+    if verdict := r.no_verdict(errors, costs=costs):
+        return verdict
+    gap = errors[equal_cost] - errors[basic]
+    return Verdict(
+        held=gap <= MARGIN,
+        figure=f"{equal_cost} ({costs[equal_cost]['macs'] / 1e6:.0f} M multiply-adds) minus {basic} "
+               f"({costs[basic]['macs'] / 1e6:.0f} M) test error: {_points(gap)}; "
+               f"{same_depth} at equal depth: {errors[same_depth]:.1f}%",
+        details={"test_error": errors, "costs": costs, "equal_cost_gap": gap},
+    )
+
+
+def preact(r: RunRecords) -> Verdict:
+    original, preact = r.require(order="original")[0], r.require(order="preact")[0]
+    errors = r.errors([original, preact], "test")
+    if verdict := r.no_verdict(errors):
+        return verdict
+    gap = errors[preact] - errors[original]
+    return Verdict(held=gap <= MARGIN, figure=f"{preact} minus {original} test error: {_points(gap)}",
+                   details={"test_error": errors, "gap": gap})
+
+
+def gradient_spread(probes: pd.DataFrame, label: str, edge: int = 3) -> pd.Series:
+    """Per probe step, log10 of the mean gradient norm of the first `edge` weighted layers over that of the last
+    `edge` conv layers (the classifier left out): 0 when gradients are even through depth, ±3 when the early
+    layers get a thousand times more (or less)."""
+    rows = probes[(probes["model"] == label) & ~probes["layer_name"].str.startswith("classifier")]
+    def ratio(step: pd.DataFrame) -> float:
+        norms = step.sort_values("layer")["grad_norm"].to_numpy()
+        return float(np.log10(norms[:edge].mean() / norms[-edge:].mean()))
+    return rows.groupby("step").apply(ratio, include_groups=False)
+
+
+def no_batchnorm(r: RunRecords) -> Verdict:
+    plain = r.require(family="plain")[-1]
+    residuals = r.require(family="resnet")
+    trained = [label for label in residuals if r.finals.at[label, "status"] != "diverged"]
+    diverged = [label for label in residuals if label not in trained]
+    if not trained:
+        return Verdict(None, f"no verdict: every residual net diverged ({', '.join(diverged)})",
+                       {"diverged": diverged})
+    residual = trained[0]
+    spreads = {label: gradient_spread(r.probes, label) for label in (plain, residual)}
+    if any(s.empty for s in spreads.values()):
+        return Verdict(None, "no verdict: no gradient probes were recorded", {"diverged": diverged})
+    worst = {label: float(s.abs().max()) for label, s in spreads.items()}
+    return Verdict(
+        held=worst[plain] >= worst[residual] + 1,
+        figure=f"largest early/late gradient-norm ratio over the run: {plain} 10^{worst[plain]:.1f}, "
+               f"{residual} 10^{worst[residual]:.1f}" + (f"; diverged: {', '.join(diverged)}" if diverged else ""),
+        details={"log10_gradient_ratio_max": worst, "diverged": diverged,
+                 "training_error": r.errors([plain, *trained]),
+                 "log10_gradient_ratio": {label: s.round(3).to_dict() for label, s in spreads.items()}},
+    )
+
+
+def zero_init(r: RunRecords) -> Verdict:
+    standard = r.require(zero_init_residual=False)[0]
+    zeroed = r.require(zero_init_residual=True)[0]
+    steps = r.steps[r.steps["model"].isin([standard, zeroed])]
+    if steps.empty:
+        return Verdict(None, "no verdict: no steps were recorded", {})
+    window = max(5, math.ceil(0.1 * (steps["step"].max() + 1)))
+    early = steps[steps["step"] < window].groupby("model")["loss"]
+    mean_loss, peak_loss = early.mean().to_dict(), early.max().to_dict()
+    if any(label not in mean_loss or not math.isfinite(mean_loss[label]) for label in (standard, zeroed)):
+        return Verdict(None, f"no verdict: a model has no finite loss in the first {window} iterations",
+                       {"early_mean_loss": mean_loss})
+    errors = r.errors([standard, zeroed])
+    return Verdict(
+        held=mean_loss[zeroed] < mean_loss[standard],
+        figure=f"mean training loss over the first {window} iterations: {standard} {mean_loss[standard]:.2f}, "
+               f"{zeroed} {mean_loss[zeroed]:.2f} (peaks {peak_loss[standard]:.2f} and {peak_loss[zeroed]:.2f})",
+        details={"early_window": window, "early_mean_loss": mean_loss, "early_peak_loss": peak_loss,
+                 "training_error": errors},
+    )
+
+
+def shortcut_ablation(r: RunRecords) -> Verdict:
+    identity = r.require(shortcut_variant="identity", shortcut="A")[0]
+    variants = [label for label in r.require(2) if label != identity]
+    errors = r.errors([identity, *variants], "test")
+    if verdict := r.no_verdict(errors):
+        return verdict
+    best_other = min(variants, key=lambda label: errors[label])
+    return Verdict(
+        held=errors[best_other] >= errors[identity] - MARGIN,
+        figure=f"test error: {_listing(errors)}; best alternative {best_other} minus identity: "
+               f"{_points(errors[best_other] - errors[identity])}",
+        details={"test_error": errors, "training_error": r.errors([identity, *variants])},
+    )
+
+
+def downsampling_blocks(label: str) -> set[str]:
+    """Names of the blocks that change the tensor shape (the first block of stages 2 and 3)."""
+    return {row["name"] for row in describe_config(ModelConfig.parse(label)).blocks
+            if row["block"] is not None and row["in_shape"] != row["out_shape"]}
+
+
+def lesion(r: RunRecords) -> Verdict:
+    if r.lesions.empty:
+        return Verdict(None, "no verdict: the lesion study has not run", {})
+    plain, residual = r.require(family="plain")[-1], r.require(family="resnet")[-1]
+    chance = r.chance
+    summary: dict[str, dict[str, float]] = {}
+    for label in (plain, residual):
+        rows = r.lesions[r.lesions["model"] == label]
+        if rows.empty:
+            return Verdict(None, f"no verdict: {label} has no lesion rows (it diverged?)", {})
+        baseline = float(rows.loc[rows["block"] == BASELINE_BLOCK, "test_err"].iloc[0])
+        lesioned = rows[(rows["block"] != BASELINE_BLOCK) & ~rows["block_name"].isin(downsampling_blocks(label))]
+        median = float(lesioned["test_err"].median())
+        summary[label] = {"baseline": baseline, "median_lesioned": median,
+                          "damage": (median - baseline) / max(chance - baseline, 1e-9)}
+    untrained = [label for label, numbers in summary.items() if numbers["baseline"] > chance - LEARNED]
+    if untrained:
+        return Verdict(None, f"no verdict: {', '.join(untrained)} has not learned yet (intact test error within "
+                             f"{LEARNED:g} points of chance): give the run more time", summary)
+    return Verdict(
+        held=summary[residual]["damage"] < 0.25 and summary[plain]["damage"] > 0.5,
+        figure=f"median test error after removing one block: {residual} {summary[residual]['median_lesioned']:.1f}% "
+               f"(intact {summary[residual]['baseline']:.1f}%), {plain} {summary[plain]['median_lesioned']:.1f}% "
+               f"(intact {summary[plain]['baseline']:.1f}%); chance {chance:.0f}%",
+        details={"chance": chance, **summary},
+    )
+
+
+def mean_response_std(probes: pd.DataFrame, label: str) -> float | None:
+    """Mean response std over the conv layers of a model at its last probe step (He et al. 2015 Fig. 7)."""
+    rows = probes[(probes["model"] == label) & ~probes["layer_name"].str.startswith("classifier")]
+    if rows.empty:
+        return None
+    return float(rows[rows["step"] == rows["step"].max()]["response_std"].mean())
+
+
+def response_std(r: RunRecords) -> Verdict:
+    plain, residual = r.require(family="plain"), r.require(family="resnet")
+    stds = {label: mean_response_std(r.probes, label) for label in plain + residual}
+    if verdict := _missing(stds):
+        return verdict
+    smaller = all(stds[res] < stds[pl] for pl, res in zip(plain, residual))
+    deeper_smaller = stds[residual[-1]] < stds[residual[0]]
+    return Verdict(
+        held=smaller and deeper_smaller,
+        figure="mean layer response std at the last probe: " + ", ".join(f"{k} {v:.3f}" for k, v in stds.items()),
+        details={"mean_response_std": stds, "residual_smaller": smaller, "deeper_residual_smaller": deeper_smaller},
+    )
+
+
+def vgg(r: RunRecords) -> Verdict:
+    vgg, residual = r.require(family="vgg")[0], r.require(family="resnet")[0]
+    errors = r.errors([vgg, residual], "test")
+    costs = _costs([vgg, residual])
+    if verdict := r.no_verdict(errors, costs=costs):
+        return verdict
+    gap = errors[residual] - errors[vgg]
+    ratio = costs[vgg]["macs"] / costs[residual]["macs"]
+    return Verdict(
+        held=gap <= MARGIN,
+        figure=f"{residual} minus {vgg} test error: {_points(gap)}, at 1/{ratio:.0f} of the multiply-adds",
+        details={"test_error": errors, "costs": costs, "gap": gap},
+    )
+
+
+def very_deep(r: RunRecords) -> Verdict:
+    outcome = {}
+    for label in r.require():
+        losses = r.steps.loc[r.steps["model"] == label, "loss"].to_numpy()
+        if r.finals.at[label, "status"] == "diverged" or len(losses) < 2 or not np.isfinite(losses).all():
+            outcome[label] = None
+        else:
+            tail = losses[-max(1, len(losses) // 3):].mean()
+            outcome[label] = {"first_loss": float(losses[0]), "final_loss": float(tail),
+                              "steps": len(losses), "params": int(r.finals.at[label, "params"])}
+    if verdict := _missing(outcome):
+        return verdict
+    return Verdict(
+        held=all(o["final_loss"] < o["first_loss"] for o in outcome.values()),
+        figure="; ".join(f"{label} ({o['params'] / 1e6:.1f} M parameters): loss {o['first_loss']:.2f} → "
+                         f"{o['final_loss']:.2f} over {o['steps']} steps" for label, o in outcome.items()),
+        details={"models": outcome},
+    )
+
+
+def inception_costs(label: str) -> dict[str, int]:
+    """Multiply-adds of every Inception block of a net, naive and with 1x1 reductions (Szegedy et al. 2014)."""
+    naive = reduced = 0
+    for row in describe_config(ModelConfig.parse(label)).blocks:
+        if row["kind"] == "inception":
+            cost = inception_cost(row["in_shape"][0], row["out_shape"][0], row["out_shape"][1])
+            naive, reduced = naive + cost.naive_total, reduced + cost.bottleneck_total
+    return {"naive": naive, "reduced": reduced}
+
+
+def inception(r: RunRecords) -> Verdict:
+    basic, inception = r.require(block="basic")[0], r.require(block="inception")[0]
+    errors = r.errors([basic, inception], "test")
+    costs = _costs([basic, inception])
+    modules = inception_costs(inception)
+    if verdict := r.no_verdict(errors, costs=costs, inception_modules=modules):
+        return verdict
+    gap = errors[inception] - errors[basic]
+    return Verdict(
+        held=gap <= MARGIN,
+        figure=f"{inception} minus {basic} test error: {_points(gap)}, at {costs[inception]['macs'] / 1e6:.0f} M vs "
+               f"{costs[basic]['macs'] / 1e6:.0f} M multiply-adds; the 1x1 reductions make its modules "
+               f"{modules['naive'] / modules['reduced']:.1f}x cheaper than naive ones",
+        details={"test_error": errors, "costs": costs, "inception_modules": modules, "gap": gap},
+    )
+
+
+
+
+Judge = Callable[[RunRecords], Verdict]
+
+
+def judge(judge_fn: Judge, store: RunStore, run_id: str) -> Verdict:
+    """`judge_fn` on the run's records; a run that lacks the models it compares gets a no-verdict saying so."""
+    records = RunRecords.load(store, run_id)
+    try:
+        return judge_fn(records)
+    except MissingModels as missing:
+        return Verdict(None, f"no verdict: this prediction {missing}", {})

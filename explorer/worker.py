@@ -1,0 +1,264 @@
+"""A worker process: claims runs from the store's queue and trains them, one at a time, on its device.
+
+    python -m explorer worker [--device auto|cpu|cuda] [--store PATH]
+
+The app starts the embedded default itself (`explorer.pool`); on a GPU server or a cluster, start one per GPU
+(``CUDA_VISIBLE_DEVICES=i``). A worker keeps the images of its last data source resident on its device between
+jobs, renews the lease of the run it trains every second and applies the owner's controls within that second,
+checkpoints the run every EXPLORER_CHECKPOINT_SECONDS, and, when the queue is empty, times a few reference steps
+so that estimates of this machine are measured, not guessed (`explorer.estimate`). Ctrl-C or SIGTERM stops the run
+cleanly (resumable); a second Ctrl-C exits at once. A worker that dies without a word (kill -9, out of memory)
+leaves its run to be marked interrupted when its lease lapses, with every flushed record kept.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+import torch
+
+from . import jobs
+from .checkpoints import checkpoint_path
+from .config import Config, DataConfig
+from .data import ImageData, load_data, load_full
+from .device import DevicePolicy, resolve_device
+from .estimate import calibrate
+from .memory import check, release_memory_eagerly
+from .settings import settings
+from .states import Control, ModelState, RunState
+from .store import RunStore
+from .trainer import Progress, Trainer
+
+POLL_SECONDS = 0.2  # an idle worker looks at the queue this often: a click starts training within it
+RENEW_SECONDS = 1.0
+PAUSE_LIMIT_SECONDS = 600.0  # a run paused this long is stopped (resumable), so it frees its worker
+CALIBRATION_DAYS = 7
+
+
+class DataCache:
+    """The images of the last source a worker trained on, resident on its device, so later jobs skip loading."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._full: tuple[str, ImageData] | None = None
+
+    def load(self, cfg: DataConfig, progress: Callable[[float, str], None] | None = None) -> ImageData:
+        if cfg.source == "synthetic":
+            return load_data(cfg).to(self.device)
+        if self._full is None or self._full[0] != cfg.source:
+            self._full = None  # free the old set before loading the next
+            full = load_full(cfg.source, progress=progress)
+            self._full = (cfg.source, full.to(self.device))
+        return load_data(cfg, full=self._full[1])
+
+
+class _LeasedSink:
+    """The store as the trainer sees it, while this worker holds the run's lease: once the lease is lost (the run
+    was reaped as interrupted, e.g. after the machine stalled), writes stop, so a late worker never overwrites
+    what the store already concluded."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self.lost = threading.Event()
+
+    def _write(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if not self.lost.is_set():
+            method(*args, **kwargs)
+
+    def append(self, run_id: str, **rows: list[dict]) -> None:
+        self._write(self.store.append, run_id, **rows)
+
+    def set_status(self, run_id: str, status: RunState, error: str = "") -> None:
+        self._write(self.store.set_status, run_id, status, error=error)
+
+    def set_model_status(self, run_id: str, model: str, status: ModelState, diverged_step: int | None = None) -> None:
+        self._write(self.store.set_model_status, run_id, model, status, diverged_step=diverged_step)
+
+    def set_progress(self, run_id: str, progress: Progress) -> None:
+        self._write(self.store.set_progress, run_id, progress)
+
+    def truncate_after(self, run_id: str, step: int) -> None:
+        self._write(self.store.truncate_after, run_id, step)
+
+
+class Worker:
+    def __init__(self, store: RunStore, device: str = "auto", worker_id: str | None = None):
+        self.store = store
+        self.device = resolve_device(device)
+        self.kind = self.device.type
+        self.worker_id = worker_id or f"w-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.data = DataCache(self.device)
+        self.trainer: Trainer | None = None
+        self._stopping = threading.Event()
+        release_memory_eagerly()
+
+    # --- one run --------------------------------------------------------------------------------
+    def train(self, run_id: str, resume: bool = False) -> RunState:
+        """Train a run this worker has claimed, renewing its lease from the start (loading data can take a while);
+        returns its final state."""
+        store, sink = self.store, _LeasedSink(self.store)
+        with self._renewing(run_id, sink):
+            row = store.run(run_id)
+            try:
+                config = store.config(run_id)
+                policy = DevicePolicy.resolve(_on_device(config, self.kind))
+                memory = torch.cuda.get_device_properties(self.device).total_memory if policy.cuda else None
+                check(config, self.kind, policy.precision, device_memory=memory)
+                data = self.data.load(config.data)
+                store.set_run_facts(run_id, device=policy.name, data_source=data.source,
+                                    hostname=socket.gethostname(), torch_version=torch.__version__)
+            except Exception as error:  # a run that cannot start fails with its reason; the worker goes on
+                sink.set_status(run_id, RunState.FAILED, error=_reason(error))
+                return RunState.FAILED
+            self.trainer = Trainer(config, sink, run_id, data, policy, max_seconds=row["budget_s"],
+                                   checkpoint_path=checkpoint_path(store, run_id),
+                                   checkpoint_seconds=settings().checkpoint_seconds,
+                                   after=_after_training(row["preset"]))
+            if self._stopping.is_set():
+                self.trainer.stop()
+            try:
+                return self.trainer.run(resume=resume)
+            except Exception:
+                return RunState.FAILED  # the trainer recorded the failure and its reason
+            finally:
+                self.trainer = None
+
+    @contextmanager
+    def _renewing(self, run_id: str, sink: _LeasedSink) -> Iterator[None]:
+        """Renew the lease every second in a thread and pass the owner's controls to the trainer."""
+        done = threading.Event()
+
+        def renew() -> None:
+            paused_since: float | None = None
+            while not done.wait(RENEW_SECONDS):
+                trainer = self.trainer
+                control = jobs.renew(self.store, run_id, self.worker_id)
+                if control is None:
+                    sink.lost.set()
+                if trainer is None:
+                    continue
+                if control is None or control is Control.STOP or self._stopping.is_set():
+                    trainer.stop()
+                elif control is Control.PAUSE:
+                    trainer.pause()
+                    paused_since = paused_since or time.monotonic()
+                    if time.monotonic() - paused_since > PAUSE_LIMIT_SECONDS:
+                        trainer.stop()
+                else:
+                    trainer.resume()
+                    paused_since = None
+
+        thread = threading.Thread(target=renew, name=f"lease-{run_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop the current run cleanly (it stays resumable) and take no more."""
+        self._stopping.set()
+        if self.trainer is not None:
+            self.trainer.stop()
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run_one(self, run_id: str | None = None) -> tuple[str, RunState] | None:
+        """Claim the next queued run (or `run_id`) and train it; None when there was nothing to claim."""
+        claimed = jobs.claim(self.store, self.worker_id, self.kind, run_id)
+        if claimed is None:
+            return None
+        claimed_id, resume = claimed
+        try:
+            return claimed_id, self.train(claimed_id, resume)
+        finally:
+            jobs.worker_idle(self.store, self.worker_id)
+
+    def serve(self, idle_exit: float | None = None, parent_pid: int | None = None) -> None:
+        """Claim and train runs until stopped (or idle for `idle_exit` seconds, or the parent process is gone)."""
+        jobs.register_worker(self.store, self.worker_id, self.kind, DevicePolicy.resolve(Config(
+            device=self.kind)).name, os.getpid())
+        idle_since = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    break
+                jobs.reap(self.store)
+                if self.run_one() is not None:
+                    idle_since = time.monotonic()
+                    continue
+                jobs.worker_idle(self.store, self.worker_id)
+                if self._calibration_due():
+                    self._calibrate()
+                    continue
+                if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
+                    break
+                self._stopping.wait(POLL_SECONDS)
+        finally:
+            jobs.unregister_worker(self.store, self.worker_id)
+
+    # --- calibration ------------------------------------------------------------------------------
+    def _precisions(self) -> tuple[str, ...]:
+        return ("bf16", "fp32") if self.kind == "cuda" else ("fp32", "bf16")
+
+    def _calibration_due(self) -> bool:
+        recent = (datetime.now(timezone.utc) - timedelta(days=CALIBRATION_DAYS)).isoformat()
+        name = DevicePolicy.resolve(Config(device=self.kind)).name
+        rows = self.store.read("SELECT precision FROM calibration WHERE machine = ? AND device = ? AND "
+                               "torch_version = ? AND measured > ?",
+                               (socket.gethostname(), name, torch.__version__, recent))
+        return {p for (p,) in rows} != set(self._precisions())
+
+    def _calibrate(self) -> None:
+        for precision in self._precisions():
+            policy = DevicePolicy.resolve(Config(device=self.kind, precision=precision))
+            self.store.save_calibration(calibrate(policy).to_row())
+
+
+def _on_device(config: Config, kind: str) -> Config:
+    """`config` with ``auto`` resolved to this worker's device."""
+    from dataclasses import replace
+
+    return config if config.device == kind else replace(config, device=kind)
+
+
+def _reason(error: Exception) -> str:
+    return str(error) if type(error).__name__.endswith("Error") and str(error) else f"{type(error).__name__}: {error}"
+
+
+def _after_training(preset: str) -> Callable[[Trainer], None] | None:
+    from .presets import PRESETS
+
+    return PRESETS[preset].after_training if preset in PRESETS else None
+
+
+@contextmanager
+def clean_interrupts(worker: Worker) -> Iterator[None]:
+    """Ctrl-C and SIGTERM stop the current run cleanly (checkpointed, resumable); a second Ctrl-C exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        if worker.stopping:
+            raise KeyboardInterrupt
+        worker.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
