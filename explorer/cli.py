@@ -11,6 +11,9 @@ reproduce the papers' findings headlessly.
     python -m explorer export RUN_ID --format parquet --out run.parquet
     python -m explorer weights RUN_ID --out weights.pt
     python -m explorer reproduce degradation --budget 90 --data cifar10 --out report.html
+    python -m explorer sweep --family plain,resnet --depth 20,32,44,56 --seeds 3 --wait [--backend ray]
+    python -m explorer sweep-status SWEEP_ID
+    python -m explorer sweep-export SWEEP_ID --out table.csv
 
 `train`, `reproduce` and `record` submit jobs exactly as the app does (`explorer.jobs.submit`); by default this
 process then trains its job itself (a local worker), with `--queue` it leaves it to the running workers and, with
@@ -394,6 +397,121 @@ def cmd_record(args: argparse.Namespace) -> None:
            store=RunStore(args.store), device=args.device, train=_train_printing)
 
 
+# --- sweeps (explorer.sweep) -------------------------------------------------------------------------------------
+def _sweep_spec(args: argparse.Namespace):
+    """The sweep the flags describe: every model they name (comma lists build the grid) times --seeds seeds, with
+    the run settings of the flags; probes stay off unless --probe asks (a sweep keeps what its curves need)."""
+    from .sizing import DEVICE_SETTINGS, device_kind, instrumented
+    from .sweep import SweepSpec
+
+    config = config_from_args(args)
+    if args.sized:
+        kind = device_kind(config.device)
+        query = {**DEVICE_SETTINGS[kind], **{k: v for k in QUERY_KEYS if (v := _flag(args, k)) is not None}}
+        config = instrumented(replace(Config.from_query(query, base=config), device=kind))
+    if _flag(args, "probe") is None:
+        config = replace(config, probe_every=0)
+    name = config.name or f"sweep of {', '.join(config.labels)}"
+    return SweepSpec(name[:100], base=replace(config, name=""), seeds=args.seeds, budget_s=_budget(args.budget))
+
+
+def _report_sweep(status) -> None:
+    _stderr(status.line() + "\n")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from . import sweep
+    from .estimate import format_seconds
+
+    store = RunStore(args.store)
+    spec = _sweep_spec(args)
+    if args.dry_run:
+        costs = sweep.estimates(store, spec)
+        for config, cost in costs:
+            print(f"{config.models[0].label:24s} seed {config.seed:<6d} {cost.summary()}")
+        print(f"{len(costs)} members, about {format_seconds(sum(c.seconds for _, c in costs))} of training in all")
+        return
+    options = sweep.RayOptions(num_cpus=args.cpus, num_gpus=args.gpus, max_retries=args.retries)
+    sweep_id = sweep.start(store, spec, _owner_key(), backend=args.backend, ray_address=args.ray_address,
+                           ray_options=options)
+    started = sweep.status(store, sweep_id)
+    print(sweep_id, flush=True)
+    _stderr(f"sweep {sweep_id}: {started.members} members on {args.backend}; about "
+            f"{format_seconds(started.estimate_s)} of training in all\n")
+    local_instance = args.backend == "ray" and args.ray_address is None  # it ends with this process
+    if not (args.wait or args.record or local_instance):
+        _stderr(f"follow it with python -m explorer sweep-status {sweep_id}\n")
+        return
+    try:
+        if args.backend == "local":
+            _train_sweep_here(store, sweep_id)
+        final = sweep.wait(store, sweep_id, _report_sweep)
+    except KeyboardInterrupt:
+        where = "dies with this process's Ray instance" if local_instance else "goes on"
+        _stderr(f"\nsweep {sweep_id} {where}; stop it with python -m explorer sweep-stop {sweep_id}\n")
+        raise SystemExit(130) from None
+    if args.record:
+        _stderr(f"recorded in {sweep.record(store, sweep_id, args.record)}\n")
+    if final.state is RunState.FAILED:
+        raise RunFailed(final.line())
+
+
+def _train_sweep_here(store: RunStore, sweep_id: str) -> None:
+    """Train the sweep's queued members in this process; Ctrl-C stops the current one cleanly and exits 130."""
+    from . import sweep
+    from .worker import Worker, clean_interrupts
+
+    worker = Worker(store, sweep.spec_of(store, sweep_id).base.device)
+    with clean_interrupts(worker):
+        sweep.train_here(store, sweep_id, worker, _report_sweep)
+    if worker.stopping:
+        _stderr(f"sweep {sweep_id}: its member here stopped; the others stay queued for the workers "
+                f"(python -m explorer sweep-stop {sweep_id} cancels them)\n")
+        raise SystemExit(130)
+
+
+def cmd_sweep_status(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from . import sweep
+
+    store = RunStore(args.store)
+    ids = [args.sweep_id] if args.sweep_id else sweep.sweep_ids(store)
+    statuses = [sweep.status(store, sweep_id) for sweep_id in ids]
+    if args.json:
+        print(json.dumps([{**asdict(s), "state": str(s.state), "members": s.members} for s in statuses]))
+    elif not statuses:
+        print("no sweeps yet: start one with python -m explorer sweep")
+    for status in statuses if not args.json else ():
+        print(status.line())
+    if args.sweep_id and not args.json:
+        table = sweep.summary(store, args.sweep_id)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}") if len(table) else "no records yet")
+
+
+def cmd_sweep_export(args: argparse.Namespace) -> None:
+    from . import sweep
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise UsageError(f"--out {str(args.out)[:80]} must end in .csv or .parquet")
+    store = RunStore(args.store)
+    table = sweep.summary(store, args.sweep_id) if args.summary else sweep.table(store, args.sweep_id)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False) if suffix == ".csv" else table.to_parquet(args.out, index=False)
+    except OSError as error:
+        raise UsageError(f"cannot write {args.out} ({error.strerror or error}): choose a writable file path") from None
+    print(args.out)
+
+
+def cmd_sweep_stop(args: argparse.Namespace) -> None:
+    from . import sweep
+
+    asked = sweep.stop(RunStore(args.store), args.sweep_id, args.key or _owner_key())
+    print(f"sweep {args.sweep_id}: stop requested for {asked} members")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m explorer", description="ResNet Explorer: plain vs residual nets, headless.")
     parser.add_argument("--store", type=Path, default=None, help="run store (default $EXPLORER_STORE or "
@@ -468,6 +586,43 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     record.add_argument("--out-dir", type=Path, default=None, help="default assets/recorded/cpu or .../gpu")
     record.set_defaults(run=cmd_record)
+
+    sweep = commands.add_parser("sweep", help="train a grid of one-model runs over seeds (locally or on Ray)")
+    _add_config_flags(sweep)
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per model (seed, seed+1, ...)")
+    sweep.add_argument("--budget", default=None, help="stop each member after this many seconds of training")
+    sweep.add_argument("--backend", choices=["local", "ray"], default="local",
+                       help="local: this machine's queue and workers; ray: one Ray task per member")
+    sweep.add_argument("--ray-address", default=None, help="the Ray cluster (auto or HOST:PORT; run this on its "
+                       "head node); default: a local Ray instance that lives as long as this command")
+    sweep.add_argument("--cpus", type=float, default=1.0, help="with --backend ray: CPUs per member")
+    sweep.add_argument("--gpus", type=float, default=0.0, help="with --backend ray: GPUs per member (0.25 packs "
+                       "four members on a GPU)")
+    sweep.add_argument("--retries", type=int, default=1, help="with --backend ray: retries of a member whose "
+                       "worker process died")
+    sweep.add_argument("--sized", action="store_true", help="start from the device's recipe (explorer.sizing: "
+                       "CPU_SETTINGS or GPU_SETTINGS); flags override it")
+    sweep.add_argument("--wait", action="store_true", help="see the sweep through (local: train its members here)")
+    sweep.add_argument("--record", type=Path, default=None, metavar="DIR", help="then export it to DIR as run "
+                       "bundles and sweep.json (implies --wait)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the members and their estimates, start nothing")
+    sweep.set_defaults(run=cmd_sweep)
+
+    sweep_status = commands.add_parser("sweep-status", help="a sweep's state and summary (no id: every sweep)")
+    sweep_status.add_argument("sweep_id", nargs="?")
+    sweep_status.add_argument("--json", action="store_true")
+    sweep_status.set_defaults(run=cmd_sweep_status)
+
+    sweep_export = commands.add_parser("sweep-export", help="a sweep's tidy table (one row per member and metric)")
+    sweep_export.add_argument("sweep_id")
+    sweep_export.add_argument("--out", type=Path, required=True, help="a .csv or .parquet file")
+    sweep_export.add_argument("--summary", action="store_true", help="mean, sd, min, max over seeds instead")
+    sweep_export.set_defaults(run=cmd_sweep_export)
+
+    sweep_stop = commands.add_parser("sweep-stop", help="stop a sweep: cancel waiting members, stop training ones")
+    sweep_stop.add_argument("sweep_id")
+    sweep_stop.add_argument("--key", default=None, help="the sweep's owner key (default: this machine's command line)")
+    sweep_stop.set_defaults(run=cmd_sweep_stop)
     return parser
 
 

@@ -448,6 +448,16 @@ def locate_source(source: str, data_dir: str | os.PathLike | None = None,
     return replace(_find_layout(roots[source]), description=f"image folder {source!r}")
 
 
+def source_classes(source: str, data_dir: str | os.PathLike | None = None) -> list[str]:
+    """The class names of a source, without decoding anything (an image folder's class folders)."""
+    if source in ("synthetic", "cifar10"):
+        return list(CIFAR10_CLASSES)
+    roots = data_roots(data_dir)
+    if source not in roots or not (roots[source] / "train").is_dir():
+        return []
+    return [p.name for p in _class_dirs(_find_layout(roots[source]).path / "train")]
+
+
 _FINGERPRINTS: dict[tuple[str, str], tuple[float, str]] = {}
 FINGERPRINT_SECONDS = 60.0
 

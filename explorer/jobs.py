@@ -4,9 +4,9 @@ Everything here is a store transaction, so the web server, the CLI and any numbe
 machine or others sharing the store's disk) agree without talking to each other:
 
 - `submit` checks a configuration against the machine (memory guard, hosted caps, the per-owner and global
-  queue caps) and enqueues it, unless an identical request (same configuration, data and code) is already
-  queued, training or finished: then it attaches to that run. Thirty students pressing the same button start one
-  job and all watch it.
+  queue caps, where a sweep's waiting members count as one request) and enqueues it, unless an identical request
+  (same configuration, data and code) is already queued, training or finished: then it attaches to that run.
+  Thirty students pressing the same button start one job and all watch it.
 - `claim` hands a worker the next run in round-robin order over owners (one owner's ten queued runs wait their turn
   behind other owners' first ones) under a lease that the worker renews every second (`renew`); `reap` marks runs
   whose lease expired `interrupted` (the worker died: kill -9, out of memory, a reboot), keeping every record.
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from .config import Config, ConfigError
-from .data import DataError, data_fingerprint
+from .data import DataError, data_fingerprint, locate_source
 from .device import cpu_has_bf16_units, resolve_device
 from .estimate import Calibration, Estimate, calibration_for, estimate
 from .memory import ResourceError, check
@@ -124,6 +124,8 @@ def submit(store: RunStore, config: Config, owner_key: str, *, preset: str = "",
     """Queue `config` for the owner of `owner_key` (or attach to an identical run); see the module docstring."""
     if budget_s is not None and not (budget_s > 0 and budget_s < 1e7):
         raise ConfigError(f"budget {budget_s!r} is not a positive number of seconds")
+    if config.data.source not in ("synthetic", "cifar10"):
+        locate_source(config.data.source)  # an unknown name or an empty folder is refused here, not in a worker
     kind, cost = assess(config, store)
     try:
         data = data_fingerprint(config.data.source)
@@ -143,9 +145,11 @@ def submit(store: RunStore, config: Config, owner_key: str, *, preset: str = "",
                                                                    RunState.FINISHED)))).fetchone()
             if same:
                 return Submission(run_id=same[0], attached=True, estimate=cost)
-        if status is RunState.QUEUED:
-            waiting = dict(conn.execute("SELECT owner, COUNT(*) FROM runs WHERE status = ? GROUP BY owner",
-                                        (str(RunState.QUEUED),)).fetchall())
+        joins_sweep = sweep_id is not None and conn.execute("SELECT 1 FROM runs WHERE sweep_id = ? LIMIT 1",
+                                                            (sweep_id,)).fetchone() is not None
+        if status is RunState.QUEUED and not joins_sweep:  # a sweep's members count as one request
+            waiting = dict(conn.execute("SELECT owner, COUNT(DISTINCT COALESCE(sweep_id, run_id)) FROM runs WHERE "
+                                        "status = ? GROUP BY owner", (str(RunState.QUEUED),)).fetchall())
             if waiting.get(owner, 0) >= cfg.max_queued_per_owner:
                 raise JobRefused(f"you already have {waiting[owner]} runs waiting (at most "
                                  f"{cfg.max_queued_per_owner}): wait for one to start, or cancel one")

@@ -20,7 +20,7 @@ Tables (errors are percentages 0-100, ``model`` is the `ModelConfig.label`):
     workers     worker_id, hostname, pid, device_kind, device, started, heartbeat, run_id
     calibration machine, device, precision, torch_version, measured, step_s, layer_s, gmac_s, memory_bytes
     sweeps      sweep_id, name, spec (JSON), backend, status, created, owner, key_hash, error
-    lessons     lesson_id, preset, key_hash, phase, run_id, created
+    lessons     lesson_id, lesson, key_hash, phase, run_id, created
     votes       lesson_id, voter, choice, created
 
 Reads return pandas DataFrames with exactly these columns. A run also travels as a bundle directory
@@ -86,7 +86,7 @@ COLUMNS: dict[str, dict[str, str]] = {
                         step_s="REAL", layer_s="REAL", gmac_s="REAL", memory_bytes="INTEGER"),
     "sweeps": dict(sweep_id="TEXT", name="TEXT", spec="TEXT", backend="TEXT", status="TEXT", created="TEXT",
                    owner="TEXT", key_hash="TEXT", error="TEXT"),
-    "lessons": dict(lesson_id="TEXT", preset="TEXT", key_hash="TEXT", phase="TEXT", run_id="TEXT",
+    "lessons": dict(lesson_id="TEXT", lesson="TEXT", key_hash="TEXT", phase="TEXT", run_id="TEXT",
                     created="TEXT"),
     "votes": dict(lesson_id="TEXT", voter="TEXT", choice="TEXT", created="TEXT"),
 }

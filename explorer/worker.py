@@ -109,10 +109,7 @@ class Worker:
             row = store.run(run_id)
             try:
                 config = store.config(run_id)
-                policy = DevicePolicy.resolve(_on_device(config, self.kind))
-                memory = torch.cuda.get_device_properties(self.device).total_memory if policy.cuda else None
-                check(config, self.kind, policy.precision, device_memory=memory)
-                data = self.data.load(config.data)
+                policy, data = prepare(config, self.device, self.data)
                 store.set_run_facts(run_id, device=policy.name, data_source=data.source,
                                     hostname=socket.gethostname(), torch_version=torch.__version__)
             except Exception as error:  # a run that cannot start fails with its reason; the worker goes on
@@ -225,6 +222,15 @@ class Worker:
         for precision in self._precisions():
             policy = DevicePolicy.resolve(Config(device=self.kind, precision=precision))
             self.store.save_calibration(calibrate(policy).to_row())
+
+
+def prepare(config: Config, device: torch.device, data: DataCache) -> tuple[DevicePolicy, ImageData]:
+    """What a run needs before its first step on `device`: its device policy (``auto`` resolved to `device`),
+    the memory check against that device, and its images from `data`. Raises what refuses the run."""
+    policy = DevicePolicy.resolve(_on_device(config, device.type))
+    memory = torch.cuda.get_device_properties(device).total_memory if policy.cuda else None
+    check(config, device.type, policy.precision, device_memory=memory)
+    return policy, data.load(config.data)
 
 
 def _on_device(config: Config, kind: str) -> Config:

@@ -314,6 +314,76 @@ def depth_sweep_figure(finals: pd.DataFrame, y: str = "batch_train_err", scale: 
     return style(fig, scale, height=380)
 
 
+SWEEP_STAT_COLUMNS = ("model", "family", "depth", "metric", "mean", "sd", "min", "max", "n", "members")
+
+
+def _sweep_lines(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Line name -> its rows by depth: one line per family, architecture variant (``-B``, ``-pre``) and run setting."""
+    settings = [c for c in rows.columns if c not in SWEEP_STAT_COLUMNS]
+    variant = rows["model"].str.partition("-")[2]
+    keys = rows.assign(_variant=variant)
+    lines: dict[str, pd.DataFrame] = {}
+    for key, line in keys.groupby(["family", "_variant", *settings], sort=False):
+        family, variant_text, *values = key
+        notes = [variant_text] * bool(variant_text) + [f"{s}={v}" for s, v in zip(settings, values)]
+        name = FAMILY_TITLES.get(family, family) + (f" ({', '.join(notes)})" if notes else "")
+        lines[name] = line.sort_values("depth")
+    return lines
+
+
+def _rgba(color: str, alpha: float) -> str:
+    red, green, blue = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def sweep_figure(summary: pd.DataFrame, metric: str = "test_err", scale: float = 1.0,
+                 reference: pd.DataFrame | None = None) -> go.Figure:
+    """Final error against depth over a sweep's seeds (He et al. 2015 Fig. 6 and Table 6).
+
+    `summary` is `explorer.sweep.summary(...)` of one sweep. Each family (and architecture variant or run setting)
+    is a line through the mean over its finished seeds, with error bars of one sd and a shaded band from the min to
+    the max. `reference` (`explorer.paper.reference_frame()`) adds published numbers of `metric` as open diamonds
+    named after their source. He et al. 2015 give test errors of residual nets only (Table 6); plain nets' errors
+    are shown only as curves in their Fig. 6, with no table, so no plain-net reference is drawn and none is made up.
+    """
+    rows = summary[(summary["metric"] == metric) & (summary["n"] > 0)]
+    fig = go.Figure()
+    lines_of: dict[str, int] = {}  # lines drawn per family so far: each further variant gets the next dash
+    for name, line in _sweep_lines(rows).items():
+        family = line["family"].iat[0]
+        color = FAMILY_COLORS.get(family, OTHER_COLOR)
+        dash = RUN_DASHES[lines_of.get(family, 0) % len(RUN_DASHES)]
+        lines_of[family] = lines_of.get(family, 0) + 1
+        depths = line["depth"].tolist()
+        fig.add_trace(go.Scatter(
+            x=depths + depths[::-1], y=line["max"].tolist() + line["min"].tolist()[::-1], fill="toself",
+            fillcolor=_rgba(color, 0.18), line=dict(width=0), mode="lines", hoverinfo="skip", showlegend=False,
+            legendgroup=name, name=f"{name}: min–max over seeds",
+        ))
+        fig.add_trace(go.Scatter(
+            x=depths, y=line["mean"], name=name, legendgroup=name, mode="lines+markers",
+            line=dict(color=color, width=3, dash=dash), marker=dict(size=9),
+            error_y=dict(type="data", array=line["sd"].fillna(0.0), visible=True, thickness=1.5, width=4),
+            customdata=np.stack([line["model"], line["n"], line["min"], line["max"]], axis=-1),
+            hovertemplate="%{customdata[0]}: mean %{y:.2f}% over %{customdata[1]} seeds "
+                          "(min %{customdata[2]:.2f}, max %{customdata[3]:.2f})<extra></extra>",
+        ))
+    if reference is not None:
+        published = reference[reference["metric"] == metric]
+        for (source, family), marks in published.groupby(["source", "family"], sort=False):
+            fig.add_trace(go.Scatter(
+                x=marks["depth"], y=marks["value"], mode="markers",
+                name=f"{source} ({FAMILY_TITLES.get(family, family).lower()})",
+                marker=dict(symbol="diamond-open", size=12, color=FAMILY_COLORS.get(family, OTHER_COLOR),
+                            line=dict(width=2)),
+                customdata=np.stack([marks["note"].fillna(""), [source] * len(marks)], axis=-1),
+                hovertemplate="depth %{x}: %{y:.2f}% (%{customdata[1]}) %{customdata[0]}<extra></extra>",
+            ))
+    fig.update_xaxes(title_text="depth (weighted layers)")
+    fig.update_yaxes(title_text=METRIC_TITLES.get(metric, metric), rangemode="tozero")
+    return style(fig, scale, height=380)
+
+
 def lesion_figure(lesions: pd.DataFrame, baseline: dict[str, float] | None = None, chance: float = 90.0,
                   scale: float = 1.0) -> go.Figure:
     """Test error after removing one block at a time (Veit et al. 2016 Fig. 3), one line per model; dotted:

@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from explorer.config import (BLOCKS, CIFAR10_CLASSES, DEVICES, INITS, OPTIMIZERS, ORDERS, QUERY_KEYS, SCHEDULES,
-                             SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config, ConfigError, ModelConfig,
-                             model_grid, valid_depths)
-from explorer.data import find_cifar10
+from explorer.config import (BLOCKS, CIFAR10_CLASSES, DEEPEST, DEVICES, INITS, OPTIMIZERS, ORDERS, PRECISIONS,
+                             QUERY_KEYS, SCHEDULES, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config,
+                             ConfigError, ModelConfig, depth_rule, model_grid, valid_depths)
+from explorer.data import available_sources, find_cifar10, source_classes
 
 CONFIG_KEY = "lab_config"
 PREFIX = "cfg_"
@@ -40,12 +40,12 @@ class Field:
 
 FIELD_GROUPS: dict[str, tuple[Field, ...]] = {
     "Data": (
-        Field("data", "Data set", "select", ("synthetic", "cifar10"),
-              "synthetic: built in, no download; cifar10: the real images (from the data directory, else downloaded)"),
+        Field("data", "Data set", "source", (),
+              "synthetic: built in; cifar10: the real images; other names: image folders this server offers"),
         Field("subset", "Training images", "slider", (100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000),
               "A class-balanced subset: small subsets train fast and still show degradation"),
         Field("test", "Test images", "slider", (100, 200, 500, 1000, 2000, 5000, 10000)),
-        Field("classes", "Classes (none: all ten)", "classes", CIFAR10_CLASSES),
+        Field("classes", "Classes (none: all)", "classes", CIFAR10_CLASSES),
         Field("augment", "Augmentation (pad-4 crop + flip)", "toggle"),
         Field("data_seed", "Subset seed", "number"),
     ),
@@ -65,10 +65,12 @@ FIELD_GROUPS: dict[str, tuple[Field, ...]] = {
     "Run": (
         Field("device", "Device", "select", DEVICES, "auto: the GPU when there is one"),
         Field("threads", "CPU threads (0: all)", "number"),
-        Field("bf16", "bf16 autocast", "toggle", (), "Faster on recent CPUs and GPUs; slightly noisier curves"),
+        Field("precision", "Precision", "select", PRECISIONS,
+              "auto: bf16 autocast on a GPU and on CPUs with bf16 units (several times faster), else fp32"),
         Field("probe", "Probe layers every (steps, 0: never)", "number", (),
               "Per-layer gradient norms and response std, for the Gradients page"),
-        Field("eval", "Evaluate every (steps, 0: each epoch)", "number"),
+        Field("eval", "Evaluate every (steps, 0: about 25 times per run)", "number"),
+        Field("eval_images", "Images per evaluation (the last one scores the whole test subset)", "number"),
         Field("seed", "Seed", "number", (), "Same seed, same config: the same curves"),
         Field("name", "Run name", "text"),
     ),
@@ -77,7 +79,6 @@ FIELDS: tuple[Field, ...] = tuple(f for group in FIELD_GROUPS.values() for f in 
 FAMILY_NAMES = {"plain": "plain (no shortcuts)", "resnet": "residual (ResNet)", "vgg": "VGG-style plain"}
 SHORTCUT_NAMES = {"A": "A: identity, zero-padded channels", "B": "B: 1x1 projection where shapes change",
                   "C": "C: 1x1 projection everywhere"}
-DEEPEST = {"basic": 1202, "bottleneck": 1001, "inception": 1202}  # the papers' very deep CIFAR nets
 
 
 # --- values between a Config and the widgets ---------------------------------------------------------------
@@ -209,7 +210,14 @@ def _draw_field(f: Field) -> None:
     elif f.kind == "toggle":
         st.toggle(f.label, key=key, help=f.help or None)
     elif f.kind == "classes":
-        st.multiselect(f.label, list(f.options), key=key, help=f.help or None)
+        names = source_classes(st.session_state[PREFIX + "data"]) or list(f.options)
+        st.session_state[key] = [c for c in st.session_state[key] if c in names]
+        st.multiselect(f.label, names, key=key, help=f.help or None)
+    elif f.kind == "source":
+        sources = sources_offered()
+        options = _with_current(tuple(sources), f.key, ordered=False)
+        st.selectbox(f.label, options, key=key, help=f.help or None,
+                     format_func=lambda name: f"{name}: {sources.get(name, 'not available here')}")
     else:
         st.text_input(f.label, key=key, help=f.help or None)
 
@@ -223,7 +231,7 @@ def _draw_models() -> None:
                        format_func=FAMILY_NAMES.get, **rebuild)
         block = state[PREFIX + "block"]
         options = depth_options(block, (state[PREFIX + "shallow"], state[PREFIX + "deep"]))
-        rule = "9n+2" if block == "bottleneck" else "6n+2"
+        rule = depth_rule(block)
         st.select_slider(f"Shallow depth ({rule} layers)", options, key=PREFIX + "shallow", **rebuild)
         st.select_slider(f"Deep depth ({rule} layers)", options, key=PREFIX + "deep",
                          help="Each family trains at both depths; set both alike for one depth", **rebuild)
@@ -282,6 +290,12 @@ def presets() -> dict:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
+def sources_offered() -> dict[str, str]:
+    """Data sources a run may name here (looked up at most every 30 s): name -> what it is, no paths."""
+    return available_sources()
+
+
+@st.cache_data(ttl=30, show_spinner=False)
 def cifar10_location() -> str | None:
     """Where CIFAR-10 is (a description), or None; looked up at most every 30 s."""
     location = find_cifar10()
@@ -289,8 +303,13 @@ def cifar10_location() -> str | None:
 
 
 def preset_config(key: str) -> Config:
-    """The preset's configuration for this machine: real CIFAR-10 when it is here, else the synthetic set."""
-    return presets()[key].config(budget_s=None, device="auto",
+    """The preset's configuration for where it will train (a GPU when a GPU worker is up): real CIFAR-10 when
+    it is here, else the synthetic set."""
+    from explorer.jobs import device_kind
+    from explorer.ui.session import get_store
+
+    kind = device_kind(Config(), get_store())
+    return presets()[key].config(budget_s=None, device=kind,
                                   data_source="cifar10" if cifar10_location() else "synthetic")
 
 

@@ -1,101 +1,121 @@
 """The pieces the pages are made of: the data banner, a run's status line, its live charts and its downloads.
 
-A run's tables are read incrementally (only rows after the last step seen), so polling a 10,000-step run once a
-second reads a few new rows, not the whole history.
+Everything comes from the store. A run's tables and figures are cached per (run, last recorded step) for the whole
+server, so thirty browsers watching one run cost one read and one figure build per new step, not thirty; a poll
+that finds no new step costs one indexed query.
 """
 
 from __future__ import annotations
 
 import shlex
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from explorer import charts
+from explorer import jobs
+from explorer.checkpoints import weights_bytes
 from explorer.config import Config
-from explorer.data import resolve_data_dir
+from explorer.estimate import format_seconds
+from explorer.memory import format_bytes
+from explorer.states import RunState
 from explorer.store import RunStore, StoreError
-from explorer.trainer import device_name, resolve_device
-from explorer.ui import theme
-from explorer.ui.config_form import cifar10_location
-from explorer.ui.session import get_store, job_of
+from explorer.ui import charts, figures, theme
+from explorer.ui.config_form import cifar10_location, sources_offered
+from explorer.ui.session import get_store, hosted, plain, progress, recorded_facts, run_row
 
 X_AXES = {"epoch": "epochs", "step": "iterations", "wall": "seconds"}
+LIVE_CHARTS = [["errors"], ["loss", "lr"], ["responses", "gradient_profile"]]
 
 
-# --- data ----------------------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner=False)
-def device_label() -> str:
-    """The device a run with ``device=auto`` trains on, in words (``cuda (NVIDIA H100 ...)``, ``cpu (2 threads)``)."""
-    return device_name(resolve_device("auto"))
-
-
+# --- data and workers ------------------------------------------------------------------------------------------
 def data_status() -> None:
-    """Two sidebar lines, on every page: the device runs use, and which data set and where it comes from."""
-    found = cifar10_location()
-    st.sidebar.caption(f"Device: {device_label()}  \nData: {found or 'built-in synthetic set (CIFAR-10 not found)'}")
+    """Sidebar lines on every page: where runs train (the live workers), and which data this server offers."""
+    live = jobs.live_workers(get_store())
+    devices = ", ".join(sorted({w["device"] for w in live})) or "no worker running yet"
+    busy = sum(1 for w in live if w["run_id"])
+    sources = ", ".join(sources_offered())
+    st.sidebar.caption(f"Workers: {len(live)} ({busy} training) on {plain(devices)}  \nData: {plain(sources)}")
 
 
 def data_banner() -> None:
     """Say plainly when CIFAR-10 is missing, how to get it, and what runs instead."""
     if cifar10_location():
         return
+    where = "" if hosted() else " in the data directory (`$EXPLORER_DATA_DIR`, default `./data`)"
     st.warning(
-        f"**CIFAR-10 was not found** in `{resolve_data_dir()}`, so runs use the **built-in synthetic set** "
-        "(CIFAR-shaped images generated in code, 10 classes). To train on the real "
-        "images, put the official python version (`cifar-10-batches-py/`) or an image-folder copy (`train/<class>/`, "
-        "`test/<class>/`) there or set `EXPLORER_DATA_DIR`; or choose the data set *cifar10* and the first run "
-        "downloads it (170 MB).",
-        icon=":material/info:",
-    )
+        f"**CIFAR-10 is not installed**{where}, so runs use the **built-in synthetic set** (CIFAR-shaped images "
+        "generated in code, 10 classes). " + ("" if hosted() else
+        "Put the official python version (`cifar-10-batches-py/`) or an image-folder copy (`train/<class>/`, "
+        "`test/<class>/`) there, or choose the data set *cifar10* and the first run downloads it (170 MB). Any "
+        "other image folder there is offered under its folder's name."), icon=":material/info:")
 
 
-# --- a run's tables ------------------------------------------------------------------------------------------
-@dataclass
-class RunTables:
-    steps: pd.DataFrame
-    evals: pd.DataFrame
-    probes: pd.DataFrame  # the last probe step only (the Gradients page reads the whole history)
+# --- a run's tables and figures, shared by every viewer --------------------------------------------------------
+@st.cache_resource(max_entries=64, ttl=3600, show_spinner=False)
+def _tables(run_id: str, latest_step: int, status: str) -> figures.RunTables:
+    """The run's tables as of `latest_step` (the key: a new step or status reads again, nothing else does)."""
+    return figures.RunTables.read(get_store(), run_id)
 
 
-def run_tables(run_id: str, probe_every: int) -> RunTables:
-    """The run's steps and evaluations so far (cached per session, topped up with new rows) and its last probes."""
+def run_tables(run_id: str) -> figures.RunTables:
     store = get_store()
-    cache = st.session_state.setdefault("run_tables", {})
-    steps, evals = cache.get(run_id, (None, None))
-    if steps is None or job_of(run_id) is not None:
-        steps = _top_up(steps, lambda since: store.steps(run_id, since_step=since))
-        evals = _top_up(evals, lambda since: store.evals(run_id, since_step=since))
-        cache.clear()  # one run at a time per session: memory stays bounded
-        cache[run_id] = steps, evals
-    return RunTables(steps, evals, last_probes(store, run_id, probe_every, steps))
+    row = store.run(run_id)
+    return _tables(run_id, store.latest_step(run_id), row["status"])
 
 
-def read_tables(store: RunStore, run_id: str, probe_every: int) -> RunTables:
-    """The same tables read afresh, without the session (download callbacks run outside the script thread)."""
-    steps = store.steps(run_id)
-    return RunTables(steps, store.evals(run_id), last_probes(store, run_id, probe_every, steps))
+@st.cache_resource(max_entries=256, ttl=3600, show_spinner=False)
+def _figure(run_id: str, latest_step: int, status: str, name: str, x: str, scale: float, upto: int) -> go.Figure:
+    tables = _tables(run_id, latest_step, status)
+    if upto < latest_step:
+        tables = _until(tables, upto)
+    return figures.CHARTS[name].build(tables, x, scale)
 
 
-def _top_up(frame: pd.DataFrame | None, read: Callable[[int | None], pd.DataFrame]) -> pd.DataFrame:
-    if frame is None or frame.empty:
-        return read(None)
-    new = read(int(frame["step"].max()))
-    return pd.concat([frame, new], ignore_index=True) if len(new) else frame
+def _until(tables: figures.RunTables, step: int) -> figures.RunTables:
+    """The tables as they stood at `step` (the timeline scrubber of a finished run)."""
+    def cut(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["step"] <= step] if len(frame) else frame
+
+    return figures.RunTables(cut(tables.steps), cut(tables.evals), cut(tables.probes), tables.models,
+                             tables.lesions, tables.config)
 
 
-def last_probes(store: RunStore, run_id: str, probe_every: int, steps: pd.DataFrame) -> pd.DataFrame:
-    """Probe rows of the most recent probe step (probes run at steps that are multiples of `probe_every`)."""
-    if probe_every <= 0 or steps.empty:
-        return store.probes(run_id, step=-1)
-    step = int(steps["step"].max()) // probe_every * probe_every
-    probes = store.probes(run_id, step=step)
-    return probes if len(probes) or step == 0 else store.probes(run_id, step=step - probe_every)
+def timeline(run_id: str, tables: figures.RunTables) -> int:
+    """A scrubber that replays a finished run; returns the step to draw up to."""
+    last = int(tables.steps["step"].max()) if len(tables.steps) else 0
+    if last < 2:
+        return last
+    return st.slider("Timeline: the run as it stood at step", 0, last, last, step=max(1, last // 500),
+                     key=f"timeline-{run_id}", help="Drag back to replay how the curves developed")
+
+
+def show_run_charts(run_id: str, x: str, key: str, upto: int | None = None,
+                    layout: list[list[str]] | None = None) -> None:
+    """The run's charts (registry entries), each with its caption and a one-sentence summary of its numbers."""
+    store = get_store()
+    row = store.run(run_id)
+    latest = store.latest_step(run_id)
+    tables = _tables(run_id, latest, row["status"])
+    if tables.steps.empty:
+        st.info("No steps recorded yet: the charts appear with the first ones.")
+        return
+    upto = latest if upto is None else upto
+    shown = _until(tables, upto) if upto < latest else tables
+    for names in layout or LIVE_CHARTS:
+        names = [n for n in names if figures.has_data(figures.CHARTS[n], shown)]
+        for column, name in zip(st.columns(max(1, len(names))), names):
+            spec = figures.CHARTS[name]
+            with column:
+                theme.show_chart(_figure(run_id, latest, row["status"], name, x, theme.scale(), upto),
+                                 key=f"{key}-{name}", caption=spec.caption, summary=spec.summary(shown))
+
+
+def x_axis_picker(key: str) -> str:
+    return st.segmented_control("x axis", list(X_AXES), format_func=X_AXES.get, default="epoch", key=key,
+                                required=True, label_visibility="collapsed") or "epoch"
 
 
 # --- status --------------------------------------------------------------------------------------------------
@@ -106,100 +126,41 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 
-def status_line(run_id: str) -> str:
-    """Show the run's state, step, epoch, speed, device, data source and ETA; return the state."""
-    job = job_of(run_id)
-    if job is not None:
-        p = job.progress()
-        st.markdown(
-            f"**{p.state}** · step {p.step:,} / {p.total_steps:,} · epoch {p.epoch:.1f} · "
-            f"{p.images_per_s:,.0f} images/s · {p.device} · {p.data_source or 'loading data'} · "
-            f"{'ETA ' + _duration(p.eta_s) if p.state == 'running' else 'elapsed ' + _duration(p.elapsed_s)}"
-        )
+def status_line(run_id: str) -> RunState:
+    """The run's state as the store has it: queue position, or step, epoch, speed, device, GPU memory, data, ETA;
+    for a finished recording, where it was recorded. Returns the state."""
+    row = run_row(run_id)
+    if row is None:
+        st.error("This run is no longer in the run store.")
+        return RunState.FAILED
+    state, p = RunState(row["status"]), progress(row)
+    if state is RunState.QUEUED:
+        place = jobs.queue_place(get_store(), run_id)
+        ahead = f" · about {format_seconds(place.ahead_seconds)} of training ahead on {place.workers} worker" \
+                f"{'s' if place.workers > 1 else ''}" if place else ""
+        st.markdown(f"**waiting** · position {place.position if place else '?'} in the queue{ahead} · estimated "
+                    f"{format_seconds(row['estimate_s'] or 0)} once it starts")
+        return state
+    memory = f" · GPU memory {format_bytes(p.gpu_memory_bytes)}" if p.gpu_memory_bytes else ""
+    when = f"ETA {_duration(p.eta_s)}" if state is RunState.RUNNING else f"trained {_duration(p.elapsed_s)}"
+    facts = recorded_facts(run_id)
+    origin = f" · recorded {plain(facts['created'][:10])}" if facts.get("created") else ""
+    st.markdown(f"**{state}** · step {p.step:,} / {p.total_steps:,} · epoch {p.epoch:.1f} · "
+                f"{p.images_per_s:,.0f} images/s · {plain(row['device'] or 'device pending')}{memory} · "
+                f"{plain(row['data_source'])} · {when}{origin}")
+    if state.live or state is RunState.CLAIMED:
         st.progress(min(1.0, p.step / max(1, p.total_steps)))
-        if p.diverged:
-            st.warning(f"Diverged (loss became NaN or infinite; the others go on): {', '.join(p.diverged)}")
-        if p.error:
-            st.error(f"The run failed: {p.error}")
-        return p.state
-    try:
-        row = get_store().run(run_id)
-    except StoreError as error:
-        st.error(str(error))
-        return "missing"
-    state = row["status"]
-    if state in ("running", "paused", "created", "stopping"):
-        state = "interrupted"  # recorded as live, but no trainer in this server holds it: the app restarted
-    st.markdown(f"**{state}** · step {get_store().latest_step(run_id) + 1:,} recorded · {row['device']} · "
-                f"{row['data_source']} · run {run_id}")
-    if row["error"]:
-        st.error(f"The run failed: {row['error']}")
+    if p.diverged:
+        st.warning(f"Diverged (loss became non-finite or exploded; their curves end in an X, the others go on): "
+                   f"{plain(', '.join(p.diverged))}")
+    if state is RunState.INTERRUPTED:
+        st.warning("**Interrupted:** its worker stopped answering (killed, crashed or restarted). Every record up "
+                   "to its last save is kept; its owner can resume it from the last checkpoint.")
+    elif state is RunState.FAILED and row["error"]:
+        st.error(f"The run failed: {plain(row['error'])}")
+    elif state is RunState.DIVERGED:
+        st.error("Every model diverged: lower the learning rate (or add a warm-up) and train again.")
     return state
-
-
-# --- charts --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Chart:
-    """A chart of a run: how to build it from the run's tables, and what to look for."""
-
-    title: str
-    build: Callable[[RunTables, str, float], go.Figure]
-    caption: str
-
-
-LIVE_CHARTS: dict[str, Chart] = {
-    "errors": Chart(
-        "Error", lambda t, x, s: charts.error_figure(t.steps, t.evals, x, s),
-        "Dashed: training error (per batch, running mean); solid: test error. Degradation: the deeper plain net "
-        "(darker red) trains *worse* than the shallow one; the deeper residual net (darker blue) does not."),
-    "loss": Chart(
-        "Training loss", lambda t, x, s: charts.metric_figure(t.steps, "loss", x, s, smoothed=True),
-        "Log scale, running mean. A flat deep-plain curve means optimisation is stuck, not overfitting."),
-    "lr": Chart("Learning rate", lambda t, x, s: charts.lr_figure(t.steps, x, s),
-                "The schedule every model shares: warm-up, then constant, step or cosine."),
-    "response": Chart(
-        "Layer responses", lambda t, x, s: charts.layer_profile(t.probes, "response_std", scale=s),
-        "Std of each layer's response at the latest probe. He et al. 2015 (Fig. 7) found residual layers respond "
-        "more weakly than plain ones: they learn small corrections to the identity."),
-    "gradients": Chart(
-        "Gradient norms", lambda t, x, s: charts.layer_profile(t.probes, "grad_norm", scale=s),
-        "Gradient L2 norm per layer at the latest probe: compare the early layers with the late ones, plain "
-        "against residual. The Gradients page shows them over time."),
-}
-
-
-def timeline(tables: RunTables, run_id: str, probe_every: int) -> RunTables:
-    """A scrubber that replays a finished run: the tables as they stood at the chosen step."""
-    last = int(tables.steps["step"].max()) if len(tables.steps) else 0
-    if last < 2:
-        return tables
-    upto = st.slider("Timeline: the run as it stood at step", 0, last, last, step=max(1, last // 500),
-                     key=f"timeline-{run_id}", help="Drag back to replay how the curves developed")
-    if upto >= last:
-        return tables
-    steps = tables.steps[tables.steps["step"] <= upto]
-    return RunTables(steps, tables.evals[tables.evals["step"] <= upto + 1],
-                     last_probes(get_store(), run_id, probe_every, steps))
-
-
-def x_axis_picker(key: str) -> str:
-    return st.segmented_control("x axis", list(X_AXES), format_func=X_AXES.get, default="epoch", key=key,
-                                required=True, label_visibility="collapsed") or "epoch"
-
-
-def show_run_charts(tables: RunTables, x: str, key: str) -> None:
-    """The live charts of a run: errors full width, then loss and lr, then the per-layer profiles."""
-    if tables.steps.empty:
-        st.info("No steps recorded yet: the charts appear with the first ones.")
-        return
-    layout = [["errors"], ["loss", "lr"], ["response", "gradients"]]
-    for row in layout:
-        for column, name in zip(st.columns(len(row)), row):
-            chart = LIVE_CHARTS[name]
-            if name in ("response", "gradients") and tables.probes.empty:
-                continue
-            with column:
-                theme.show_chart(chart.build(tables, x, theme.scale()), key=f"{key}-{name}", caption=chart.caption)
 
 
 # --- downloads -----------------------------------------------------------------------------------------------
@@ -214,9 +175,16 @@ def _export_bytes(store: RunStore, run_id: str, fmt: str) -> bytes:
         return store.export(run_id, Path(folder) / f"metrics.{fmt}", fmt).read_bytes()
 
 
-def downloads(run_id: str, config: Config, probe_every: int, x: str) -> None:
-    """Download buttons (built on click, from the store): metrics, each chart as standalone HTML, the config, and
-    the command line that reruns the run."""
+def _weights(store: RunStore, run_id: str) -> bytes:
+    try:
+        return weights_bytes(store, run_id)
+    except StoreError as error:
+        return str(error).encode()
+
+
+def downloads(run_id: str, config: Config, x: str) -> None:
+    """Download buttons (built on click, from the store): metrics, each chart as standalone HTML, the trained
+    weights, the config, and the command line that reruns the run."""
     store = get_store()
     st.code(cli_command(config), language="bash", wrap_lines=True)
     st.caption("Or save the configuration and run `python -m explorer train --config run.json`.")
@@ -226,9 +194,15 @@ def downloads(run_id: str, config: Config, probe_every: int, x: str) -> None:
                               "application/octet-stream"),
         "Configuration (JSON)": (config.to_json(), "run.json", "application/json"),
     }
-    for name, chart in LIVE_CHARTS.items():
-        buttons[f"{chart.title} chart (HTML)"] = (
-            lambda chart=chart: charts.figure_html(chart.build(read_tables(store, run_id, probe_every), x, 1.0)),
+    if RunState(store.run(run_id)["status"]) in (RunState.FINISHED, RunState.STOPPED):
+        buttons["Trained weights (.pt)"] = (lambda: _weights(store, run_id), f"{run_id}-weights.pt",
+                                            "application/octet-stream")
+    tables = run_tables(run_id)
+    for name, spec in figures.CHARTS.items():
+        if not figures.has_data(spec, tables):
+            continue
+        buttons[f"{spec.title} (HTML)"] = (
+            lambda spec=spec: charts.figure_html(spec.build(figures.RunTables.read(store, run_id), x, 1.0)),
             f"{run_id}-{name}.html", "text/html")
     columns = st.columns(4)
     for i, (label, (data, file_name, mime)) in enumerate(buttons.items()):

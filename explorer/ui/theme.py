@@ -17,17 +17,33 @@ PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "se
 
 def presentation_toggle() -> None:
     """The sidebar switch for projectors; the pages read it through `scale()`."""
+    st.session_state[PROJECTOR_KEY] = False
     st.sidebar.toggle("Presentation mode", key=PRESENTATION_KEY, help="Larger text and charts for a projector")
     if scale() > 1:
         st.html(_PRESENTATION_CSS)
 
 
+PROJECTOR_KEY = "projector"  # set for this run by a view made for a projector (the classroom's teacher view)
+
+
+def projector() -> None:
+    """Large type for the rest of this run, whatever the toggle says: a view that is always projected."""
+    if not st.session_state.get(PRESENTATION_KEY):
+        st.html(_PRESENTATION_CSS)
+    st.session_state[PROJECTOR_KEY] = True
+
+
 def scale() -> float:
-    return PRESENTATION_SCALE if st.session_state.get(PRESENTATION_KEY) else 1.0
+    if st.session_state.get(PRESENTATION_KEY) or st.session_state.get(PROJECTOR_KEY):
+        return PRESENTATION_SCALE
+    return 1.0
 
 
-def show_chart(fig: go.Figure, key: str, caption: str = "") -> None:
-    """Draw a figure built by `explorer.charts` (with ``scale=scale()``) and a caption that says what to look for."""
+def show_chart(fig: go.Figure, key: str, caption: str = "", summary: str = "") -> None:
+    """Draw a figure built by `explorer.ui.charts` (with ``scale=scale()``), a caption that says what to look for,
+    and a one-sentence summary of its numbers (generated from the data; what a screen reader reads)."""
     st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, theme=None)  # our fonts and palette, not Streamlit's
     if caption:
         st.caption(caption)
+    if summary:
+        st.caption(f"**In numbers:** {summary}")

@@ -2,50 +2,52 @@
 
 A layer-by-step heatmap of gradient norms (or weight norms, or update-to-weight ratios) on a log colour scale,
 fitted to all recorded steps or to a window; the per-layer profile at any probe step; and the per-layer response
-std of He et al. 2015 Fig. 7. The page refreshes every two seconds while its run trains.
+std of He et al. 2015 Fig. 7, measured with the probe batch's own statistics. A model that diverged stops at the
+step it did. The page refreshes every two seconds while its run trains, reading only the new probe rows.
 """
+
+from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from explorer import charts
-from explorer.ui import session, theme
+from explorer.config import display_name
+from explorer.palette import depth_of, family_of
+from explorer.ui import charts, session, theme
+from explorer.ui.app import main
 
 METRICS = {"grad_norm": "Gradient norm", "weight_norm": "Weight norm", "update_ratio": "Update / weight"}
-
-session.require_navigation()
-st.title("Gradients")
-st.caption("Each layer's gradient, weights and response, recorded every few steps on a fixed probe batch.")
-store = session.get_store()
-wanted = st.query_params.get(session.RUN_KEY) or st.session_state.get(session.LAB_RUN)
-picked = session.pick_runs("gradients_run", session.runs_table(), default=[wanted] if wanted else [], multi=False,
-                           label="Run")
-if not picked:
-    st.stop()
-run_id = picked[0]
-session.sync_url({session.RUN_KEY: run_id})
 
 
 def twins(labels: list[str]) -> list[str]:
     """The deepest plain net and the residual net of the same depth (else the first two models)."""
-    plain = sorted((m for m in labels if charts.family_of(m) == "plain"), key=charts.depth_of)
+    plain = sorted((m for m in labels if family_of(m) == "plain"), key=depth_of)
     for candidate in reversed(plain):
-        match = [m for m in labels if charts.family_of(m) == "resnet" and charts.depth_of(m) == charts.depth_of(
-            candidate)]
+        match = [m for m in labels if family_of(m) == "resnet" and depth_of(m) == depth_of(candidate)]
         if match:
             return [candidate, match[0]]
     return labels[:2]
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def probe_history(run_id: str, latest_step: int) -> pd.DataFrame:
-    """Every probe of the run up to `latest_step` (the key: a finished run is read once)."""
-    return store.probes(run_id)
+@st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
+def _history(run_id: str) -> dict:
+    """The run's probe rows read so far, shared by every viewer and topped up with new rows only."""
+    return {"probes": session.get_store().probes(run_id), "step": -1}
 
 
-@st.fragment(run_every=2.0 if session.is_polling(run_id) else None)
-def gradients() -> None:
-    probes = probe_history(run_id, store.latest_step(run_id))
+def probe_history(run_id: str) -> pd.DataFrame:
+    cache = _history(run_id)
+    probes = cache["probes"]
+    latest = int(probes["step"].max()) if len(probes) else -1
+    new = session.get_store().probes(run_id, since_step=latest)
+    if len(new):
+        probes = pd.concat([probes, new], ignore_index=True)
+        cache["probes"] = probes
+    return probes
+
+
+def gradients(run_id: str) -> None:
+    probes = probe_history(run_id)
     if probes.empty:
         st.info("This run has no probes yet. Probes are recorded every `probe` steps (set above 0 in the Lab's "
                 "Run tab).")
@@ -55,7 +57,8 @@ def gradients() -> None:
     metric_col, models_col = st.columns([2, 3])
     metric = metric_col.segmented_control("Quantity", list(METRICS), format_func=METRICS.get, default="grad_norm",
                                           required=True, key="gradients_metric") or "grad_norm"
-    models = models_col.multiselect("Models, side by side", labels, default=twins(labels), key="gradients_models")
+    models = models_col.multiselect("Models, side by side", labels, default=twins(labels), key="gradients_models",
+                                    format_func=display_name)
     scaling_col, window_col = st.columns([2, 3])
     scaling = scaling_col.segmented_control("Colour scale", ["all", "window"], default="all", required=True,
                                             format_func={"all": "all steps", "window": "window"}.get,
@@ -82,9 +85,26 @@ def gradients() -> None:
     with right:
         theme.show_chart(charts.layer_profile(probes, "response_std", step, ordered, theme.scale(), models=shown),
                          key="gradients-response",
-                         caption="Std of each conv layer's response (the BN output, before the addition and ReLU) on "
-                         "the probe batch. He et al. 2015 (Fig. 7) found residual layers respond more weakly than "
-                         "plain ones.")
+                         caption="Std of each conv layer's response (its BN output, before the addition and ReLU) "
+                         "on the fixed probe batch, normalised by that batch's own statistics as in training (the "
+                         "running statistics are not used: early on they lag the weights and inflate responses "
+                         "by orders of magnitude). He et al. 2015 (Fig. 7) found residual layers respond more "
+                         "weakly than plain ones. A net that starts as the identity (zero-initialised branches) "
+                         "shows every second layer at 0 until its BN gains grow.")
 
 
-gradients()
+def page() -> None:
+    st.title("Gradients")
+    st.caption("Each layer's gradient, weights and response, recorded every few steps on a fixed probe batch.")
+    wanted = session.url_run() or st.session_state.get("lab_run")
+    picked = session.pick_runs("gradients_run", session.runs_table(), default=[wanted] if wanted else [],
+                               multi=False, label="Run")
+    if not picked:
+        return
+    run_id = picked[0]
+    session.sync_url({session.RUN_KEY: run_id})
+    st.fragment(run_every=2.0 if session.is_polling(run_id) else None)(gradients)(run_id)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""A sweep's life in the run store: start it on a backend, follow it, stop it.
+
+The ``sweeps`` row holds the specification (JSON), the backend, the owner (a hash of the owner's key, as for runs)
+and what the owner asked (running or stopped); every member is an ordinary run whose ``sweep_id`` names the sweep,
+so the queue, the workers, the pages and the exports treat members as runs. Two backends:
+
+- ``local``: each member is queued (`jobs.submit`) and the workers that serve the queue train it like any other run
+  (one code path); `train_here` makes this process one of those workers for the sweep's members. A sweep counts as
+  one request against the per-owner queue caps.
+- ``ray``: each member is created ``submitted`` (local workers never claim it) and trained by a Ray task on a
+  cluster, its records streamed to one writer on the head (`explorer.sweep.ray_backend`). Ray is an optional extra
+  (requirements-ray.txt), imported only when this backend is asked for.
+
+A sweep's state is derived from its members: running while any is waiting or training, then finished (every member
+finished or diverged: a diverged deep plain net is a result), failed (a member failed) or stopped. Stopping a sweep
+stops each member through its run's control (`jobs.request`): waiting members are cancelled, training ones stop at
+their worker's next lease renewal or, on Ray, are cancelled by the sweep's coordinator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from .. import jobs
+from ..config import Config
+from ..estimate import Estimate
+from ..settings import settings
+from ..states import Control, RunState
+from ..store import RunStore, StoreError
+from .spec import SweepError, SweepSpec, plan
+
+BACKENDS: tuple[str, ...] = ("local", "ray")
+SWEEP_ID = re.compile(r"s\d{8}-\d{6}-[0-9a-f]{4,8}")
+POLL_SECONDS = 0.5
+LIST_SWEEPS_HINT = "list the sweeps with `python -m explorer sweep-status`"
+COORDINATOR_GONE = ("the sweep's Ray coordinator stopped answering (its driver or head node went away) before this "
+                    "member started: resume it with `python -m explorer resume RUN_ID` to train it on this machine")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Each member's Ray task: its resource request and how often it is retried when its worker process dies.
+    A fractional ``num_gpus`` packs several small members on one GPU."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_retries: int = 1
+
+    def __post_init__(self) -> None:
+        for name, value, high in (("cpus", self.num_cpus, 1024), ("gpus", self.num_gpus, 64)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+                raise SweepError(f"{name} per member {value!r} is out of range: use a number from 0 to {high}")
+        if self.num_cpus == 0 and self.num_gpus == 0:
+            raise SweepError("a member needs some resource: give it cpus or gpus above 0")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or \
+                not 0 <= self.max_retries <= 100:
+            raise SweepError(f"retries {self.max_retries!r} is not a whole number from 0 to 100")
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    sweep_id: str
+    name: str
+    backend: str
+    state: RunState
+    counts: dict[str, int]  # members per run status
+    error: str
+    estimate_s: float  # the members' estimated training seconds, added up
+
+    @property
+    def members(self) -> int:
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(self.counts.items(), key=lambda kv: -kv[1]))
+        error = f": {self.error}" if self.error else ""
+        return f"sweep {self.sweep_id} ({self.name}, {self.backend}): {self.state}; {self.members} members: {counts}{error}"
+
+
+def valid_sweep_id(sweep_id: object) -> bool:
+    return isinstance(sweep_id, str) and SWEEP_ID.fullmatch(sweep_id) is not None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _new_sweep_id() -> str:
+    return datetime.now(timezone.utc).strftime("s%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+# --- reading ---------------------------------------------------------------------------------------------------------
+SWEEP_COLUMNS = ("sweep_id", "name", "spec", "backend", "status", "created", "owner", "key_hash", "error")
+
+
+def sweep_row(store: RunStore, sweep_id: str) -> dict[str, Any]:
+    rows = store.read(f"SELECT {', '.join(SWEEP_COLUMNS)} FROM sweeps WHERE sweep_id = ?", (sweep_id,)) \
+        if valid_sweep_id(sweep_id) else []
+    if not rows:
+        raise StoreError(f"unknown sweep id {str(sweep_id)[:40]!r} in the run store: {LIST_SWEEPS_HINT}")
+    return dict(zip(SWEEP_COLUMNS, rows[0]))
+
+
+def sweep_ids(store: RunStore) -> list[str]:
+    """Every sweep, newest first."""
+    return [s for (s,) in store.read("SELECT sweep_id FROM sweeps ORDER BY created DESC, sweep_id DESC")]
+
+
+def spec_of(store: RunStore, sweep_id: str) -> SweepSpec:
+    return SweepSpec.from_dict(json.loads(sweep_row(store, sweep_id)["spec"]))
+
+
+def member_rows(store: RunStore, sweep_id: str) -> list[dict[str, Any]]:
+    """The sweep's runs (run_id, status, config JSON, error, estimate_s, budget_s), in the order they were created."""
+    sweep_row(store, sweep_id)
+    columns = ("run_id", "status", "config", "error", "estimate_s", "budget_s")
+    return [dict(zip(columns, row)) for row in store.read(
+        f"SELECT {', '.join(columns)} FROM runs WHERE sweep_id = ? ORDER BY created, run_id", (sweep_id,))]
+
+
+def _derive(stored: str, states: Counter) -> RunState:
+    if not states or any(RunState(s).active for s in states):
+        return RunState.RUNNING if stored == str(RunState.RUNNING) or states else RunState(stored)
+    if stored in (str(RunState.STOPPED), str(RunState.FAILED)):
+        return RunState(stored)
+    if states.get(str(RunState.FAILED)):
+        return RunState.FAILED
+    if set(states) <= {str(RunState.FINISHED), str(RunState.DIVERGED)}:
+        return RunState.FINISHED
+    return RunState.STOPPED
+
+
+def _reap_unstarted(store: RunStore, sweep_id: str) -> None:
+    """Ray members still waiting whose coordinator stopped renewing their lease: nobody will train them now."""
+    with store.transaction() as conn:
+        conn.execute("UPDATE runs SET status = ?, error = ?, ended = ?, lease_expires = NULL WHERE sweep_id = ? AND "
+                     "status = ? AND lease_expires < ?", (str(RunState.INTERRUPTED), COORDINATOR_GONE, _now(),
+                                                          sweep_id, str(RunState.SUBMITTED), time.time()))
+
+
+def status(store: RunStore, sweep_id: str) -> SweepStatus:
+    """The sweep's state, derived from its members (see the module docstring); a sweep that just ended has its
+    state and, for a failed one, the first member's error written to its row."""
+    jobs.reap(store)
+    _reap_unstarted(store, sweep_id)
+    row = sweep_row(store, sweep_id)
+    members = member_rows(store, sweep_id)
+    states = Counter(m["status"] for m in members)
+    state = _derive(row["status"], states)
+    error = row["error"] or ""
+    failed = [m for m in members if m["status"] == str(RunState.FAILED)]
+    if state is RunState.FAILED and not error and failed:
+        error = f"{len(failed)} of {len(members)} members failed, e.g. {failed[0]['run_id']}: {failed[0]['error']}"
+    if state.final and (row["status"] != str(state) or (row["error"] or "") != error):
+        with store.transaction() as conn:
+            conn.execute("UPDATE sweeps SET status = ?, error = ? WHERE sweep_id = ?", (str(state), error, sweep_id))
+    return SweepStatus(sweep_id=sweep_id, name=row["name"], backend=row["backend"], state=state, counts=dict(states),
+                       error=error, estimate_s=sum(m["estimate_s"] or 0.0 for m in members))
+
+
+# --- starting ----------------------------------------------------------------------------------------------------------
+def _ray_launcher() -> Callable[..., None]:
+    try:
+        from . import ray_backend
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "ray":
+            raise
+        raise SweepError("the ray backend needs Ray, which is not installed here: pip install -r "
+                         "requirements-ray.txt") from None
+    return ray_backend.launch
+
+
+def start(store: RunStore, spec: SweepSpec, owner_key: str, backend: str = "local", ray_address: str | None = None,
+          ray_options: RayOptions | None = None) -> str:
+    """Record the sweep, create its members and hand them to `backend`; returns the sweep id.
+
+    On Ray, ``ray_address`` names the cluster (``auto``, ``HOST:6379``); None connects to the instance this process
+    already started, or starts a local one that lives as long as this process."""
+    if backend not in BACKENDS:
+        raise SweepError(f"backend {str(backend)[:40]!r} is not one of {', '.join(BACKENDS)}")
+    members = plan(spec)
+    cfg = settings()
+    if cfg.hosted and len(members) > cfg.max_queued_per_owner:
+        raise jobs.JobRefused(f"this server queues at most {cfg.max_queued_per_owner} runs per visitor: a sweep of "
+                              f"{len(members)} members needs a machine of your own")
+    launch = _ray_launcher() if backend == "ray" else None  # before anything is written
+    sweep_id = _new_sweep_id()
+    with store.transaction() as conn:
+        while conn.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", (sweep_id,)).fetchone():
+            sweep_id = _new_sweep_id()
+        store.insert(conn, "sweeps", [(sweep_id, spec.name, json.dumps(spec.to_dict()), backend,
+                                       str(RunState.RUNNING), _now(), jobs.owner_of(owner_key),
+                                       jobs.key_hash(owner_key), "")])
+    waiting = RunState.SUBMITTED if launch is not None else RunState.QUEUED
+    try:
+        for config in members:
+            jobs.submit(store, config, owner_key, budget_s=spec.budget_s, sweep_id=sweep_id, status=waiting)
+        if launch is not None:
+            launch(store, sweep_id, ray_address, ray_options or RayOptions())
+    except BaseException as error:
+        _abandon(store, sweep_id, error)
+        raise
+    return sweep_id
+
+
+def _abandon(store: RunStore, sweep_id: str, error: BaseException) -> None:
+    """A sweep that could not be started whole: its waiting members are cancelled, the sweep failed with the reason."""
+    reason = str(error) or type(error).__name__
+    with store.transaction() as conn:
+        conn.execute("UPDATE runs SET status = ?, ended = ? WHERE sweep_id = ? AND status IN (?, ?)",
+                     (str(RunState.CANCELLED), _now(), sweep_id, str(RunState.QUEUED), str(RunState.SUBMITTED)))
+        conn.execute("UPDATE sweeps SET status = ?, error = ? WHERE sweep_id = ?",
+                     (str(RunState.FAILED), f"not started: {reason}", sweep_id))
+
+
+# --- following and stopping --------------------------------------------------------------------------------------
+def stop(store: RunStore, sweep_id: str, key: str | None) -> int:
+    """Stop every member still waiting or training (see the module docstring); returns how many were asked."""
+    row = sweep_row(store, sweep_id)
+    if not jobs.holds_key(row, key):
+        raise jobs.NotOwner(f"sweep {sweep_id} can only be stopped with its owner's key")
+    current = status(store, sweep_id)
+    if current.state.final:
+        raise jobs.JobRefused(f"sweep {sweep_id} is {current.state}: there is nothing to stop")
+    with store.transaction() as conn:
+        conn.execute("UPDATE sweeps SET status = ? WHERE sweep_id = ?", (str(RunState.STOPPED), sweep_id))
+    asked = 0
+    for member in member_rows(store, sweep_id):
+        if RunState(member["status"]).active:
+            try:
+                jobs.request(store, member["run_id"], key, Control.STOP)
+                asked += 1
+            except jobs.JobRefused:
+                pass  # it ended meanwhile
+    return asked
+
+
+def wait(store: RunStore, sweep_id: str, report: Callable[[SweepStatus], None] | None = None,
+         poll: float = POLL_SECONDS, timeout: float | None = None) -> SweepStatus:
+    """Poll until the sweep ends, calling `report` whenever its state or counts change; returns the last status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = None
+    while True:
+        current = status(store, sweep_id)
+        if report is not None and (last is None or (current.state, current.counts) != (last.state, last.counts)):
+            report(current)
+        last = current
+        if current.state.final or (deadline is not None and time.monotonic() > deadline):
+            return current
+        time.sleep(poll)
+
+
+def train_here(store: RunStore, sweep_id: str, worker: Any,
+               report: Callable[[SweepStatus], None] | None = None) -> None:
+    """Train the sweep's queued members in this process with `worker` (an `explorer.worker.Worker`), one after
+    another, until none is left or the worker is stopped, calling `report` after each; other workers of the queue
+    may take some meanwhile."""
+    while not worker.stopping:
+        queued = [m["run_id"] for m in member_rows(store, sweep_id) if m["status"] == str(RunState.QUEUED)]
+        if not queued:
+            return
+        for run_id in queued:
+            if worker.stopping:
+                return
+            if worker.run_one(run_id) is not None and report is not None:
+                report(status(store, sweep_id))
+
+
+def estimates(store: RunStore, spec: SweepSpec) -> list[tuple[Config, Estimate]]:
+    """Each planned member and what it would cost on this machine (the memory and hosted checks included),
+    without creating anything."""
+    return [(config, jobs.assess(config, store)[1]) for config in plan(spec)]
