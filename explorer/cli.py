@@ -11,6 +11,9 @@ reproduce the papers' findings headlessly.
     python -m explorer export RUN_ID --format parquet --out run.parquet
     python -m explorer weights RUN_ID --out weights.pt
     python -m explorer reproduce degradation --budget 90 --data cifar10 --out report.html
+    python -m explorer landscape RUN_ID --kind 2d --grid 21 --images 1000 --budget 300 --out slice.png
+    python -m explorer tensorboard RUN_ID --logdir tb
+    python -m explorer figures RUN_ID --out figures --format svg
     python -m explorer sweep --family plain,resnet --depth 20,32,44,56 --seeds 3 --wait [--backend ray]
     python -m explorer sweep-status SWEEP_ID
     python -m explorer sweep-export SWEEP_ID --out table.csv
@@ -397,6 +400,110 @@ def cmd_record(args: argparse.Namespace) -> None:
            store=RunStore(args.store), device=args.device, train=_train_printing)
 
 
+# --- beyond the training curves: loss landscapes, TensorBoard, static images ------------------------------------
+def cmd_landscape(args: argparse.Namespace) -> None:
+    from . import landscape
+    from .estimate import format_seconds
+    from .ui import figures
+
+    store = RunStore(args.store)
+    config = store.config(args.run_id)
+    models = tuple(m.strip() for m in (args.models or ",".join(config.labels)).split(",") if m.strip())
+    budget = _budget(args.budget) if args.budget is not None else landscape.DEFAULT_BUDGET_S
+    results = []
+    try:
+        specs = [landscape.SliceSpec(kind, models, grid=args.grid, images=args.images, span=args.span, seed=args.seed)
+                 for kind in (landscape.KINDS if args.kind == "both" else (args.kind,))]
+        policy = landscape.resolve_policy(config, args.device, args.threads)
+        for spec in specs:
+            done = landscape.read(store, args.run_id, spec)
+            if done is None:
+                estimate = landscape.estimate_seconds(store, args.run_id, spec, policy)
+                _stderr(f"{spec.kind} slice of {', '.join(models)}: {spec.points} points each on "
+                        f"{landscape.images_used(config, spec):,} images; estimate about {format_seconds(estimate)} "
+                        f"on {policy.name}, {policy.precision} (budget {format_seconds(budget)})\n")
+                done = landscape.compute(store, args.run_id, spec, budget_s=budget, device=args.device,
+                                         threads=args.threads, progress=_points_progress(spec.kind))
+                _stderr(f"\n{spec.kind}: {done.seconds:.1f} s, {done.seconds_per_point:.3f} s a point\n")
+            results.append(done)
+    except landscape.LandscapeError as error:
+        raise UsageError(str(error)) from None
+    tables = figures.RunTables.read(store, args.run_id)
+    for done in results:
+        tables = replace(tables, **{f"landscape_{done.spec.kind}": done.frame})
+    for done in results:
+        spec = figures.CHARTS[f"landscape_{done.spec.kind}"]
+        print(spec.summary(tables))
+        print(done.path)
+        if args.out is not None:
+            out = args.out if len(results) == 1 else args.out.with_name(f"{args.out.stem}-{done.spec.kind}"
+                                                                          f"{args.out.suffix}")
+            _write_figure(spec.build(tables, "epoch", 1.0), out)
+            print(out)
+
+
+def _points_progress(kind: str) -> Callable[[int, int], None]:
+    every = 1 if sys.stderr.isatty() else 0
+
+    def report(done: int, total: int) -> None:
+        if every or done == total or done % max(1, total // 10) == 0:
+            _stderr(("\r" if every else "") + f"{kind}: {done}/{total} points" + ("" if every else "\n"))
+    return report
+
+
+def _write_figure(fig, out: Path) -> None:
+    """`fig` as a standalone HTML page, or a PNG or SVG image (Kaleido), by the file's suffix."""
+    from .ui import charts
+    from .ui.static import StaticExportError, figure_image
+
+    suffix = out.suffix.lower().lstrip(".")
+    try:
+        if suffix == "html":
+            data = charts.figure_html(fig).encode()
+        elif suffix in ("png", "svg"):
+            data = figure_image(fig, suffix)
+        else:
+            raise UsageError(f"--out {out.name[:60]}: end the file name in .html, .png or .svg")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(data)
+    except StaticExportError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write {out} ({error.strerror or error}): choose a writable --out") from None
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> None:
+    import time
+
+    from .export_tb import ExportError, export_tensorboard
+
+    started = time.perf_counter()
+    try:
+        folder = export_tensorboard(RunStore(args.store), args.run_id, args.logdir)
+    except ExportError as error:
+        raise UsageError(str(error)) from None
+    _stderr(f"exported in {time.perf_counter() - started:.1f} s; view with: tensorboard --logdir {args.logdir}\n")
+    print(folder)
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    import time
+
+    from .ui.static import ImageOptions, StaticExportError, export_charts
+
+    started = time.perf_counter()
+    try:
+        options = ImageOptions(args.format, args.width, args.height, args.scale)
+        written = export_charts(RunStore(args.store), args.run_id, args.out, options, font_scale=args.font_scale)
+    except StaticExportError as error:
+        raise UsageError(str(error)) from None
+    for chart in written:
+        _stderr(f"{chart.path} ({chart.seconds:.2f} s)\n")
+    _stderr(f"{len(written)} charts in {time.perf_counter() - started:.1f} s, browser start included; summaries in "
+            f"{args.out / 'summaries.txt'}\n")
+    print(args.out)
+
+
 # --- sweeps (explorer.sweep) -------------------------------------------------------------------------------------
 def _sweep_spec(args: argparse.Namespace):
     """The sweep the flags describe: every model they name (comma lists build the grid) times --seeds seeds, with
@@ -586,6 +693,42 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     record.add_argument("--out-dir", type=Path, default=None, help="default assets/recorded/cpu or .../gpu")
     record.set_defaults(run=cmd_record)
+
+    land = commands.add_parser("landscape", help="loss-surface slices of a trained run (Li et al. 2018), "
+                               "priced first and stored beside the run store")
+    land.add_argument("run_id")
+    land.add_argument("--models", default=None, help="model labels of the run (default: all of them)")
+    land.add_argument("--kind", choices=["1d", "2d", "both"], default="both",
+                      help="1d: from the initial to the trained weights; 2d: a plane around the trained weights")
+    land.add_argument("--grid", type=int, default=21, help="points per axis (odd for 2d)")
+    land.add_argument("--images", type=int, default=1000, help="training images the loss is measured on")
+    land.add_argument("--span", type=float, default=1.0, help="2d: each axis spans [-SPAN, SPAN] in "
+                      "filter-normalised units")
+    land.add_argument("--seed", type=int, default=0, help="seed of the 2d directions")
+    land.add_argument("--budget", default=None, help="seconds each slice may take (default 600); over it the "
+                      "slice is refused with the estimate")
+    land.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    land.add_argument("--threads", type=int, default=None, help="CPU threads (default: the run's setting; 0: all "
+                      "cores; on a busy machine 1 can be faster)")
+    land.add_argument("--out", type=Path, default=None, help="also draw the figure: FILE.html, .png or .svg "
+                      "(with --kind both: FILE-1d and FILE-2d)")
+    land.set_defaults(run=cmd_landscape)
+
+    board = commands.add_parser("tensorboard", help="export a run as TensorBoard event files (needs tensorboard)")
+    board.add_argument("run_id")
+    board.add_argument("--logdir", type=Path, required=True, help="folder to write (then: tensorboard --logdir DIR)")
+    board.set_defaults(run=cmd_tensorboard)
+
+    images = commands.add_parser("figures", help="every chart of a run as PNG or SVG, with their summaries "
+                                 "(needs kaleido and Chrome or Chromium)")
+    images.add_argument("run_id")
+    images.add_argument("--out", type=Path, required=True, help="folder to write")
+    images.add_argument("--format", choices=["png", "svg"], default="png")
+    images.add_argument("--width", type=int, default=1600, help="layout pixels")
+    images.add_argument("--height", type=int, default=900, help="layout pixels")
+    images.add_argument("--scale", type=float, default=2.0, help="image pixels per layout pixel (PNG)")
+    images.add_argument("--font-scale", type=float, default=1.6, help="fonts relative to the screen size")
+    images.set_defaults(run=cmd_figures)
 
     sweep = commands.add_parser("sweep", help="train a grid of one-model runs over seeds (locally or on Ray)")
     _add_config_flags(sweep)

@@ -68,8 +68,16 @@ class ConfigError(ValueError):
 
 # --- one check per kind of value ------------------------------------------------------------------------------
 def _shown(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4,300-digit limit for printing
+        text = "a number too long to print"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole(value: int) -> str:
+    """``1,234`` for a whole number, without failing on one too long to print."""
+    return f"{value:,}" if value.bit_length() < 4000 else _shown(value)
 
 
 def _choice(name: str, value: Any, allowed: Iterable[str]) -> None:
@@ -82,14 +90,15 @@ def _integer(name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} {_shown(value)} is not a whole number: use one from {low:,} to {high:,}")
     if not low <= value <= high:
-        raise ConfigError(f"{name} {value:,} is out of range: use a whole number from {low:,} to {high:,}")
+        raise ConfigError(f"{name} {_whole(value)} is out of range: use a whole number from {low:,} to {high:,}")
 
 
 def _number(name: str, value: Any, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} {_shown(value)} is not a number: use one from {low:g} to {high:g}")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise ConfigError(f"{name} {value:g} is out of range: use a number from {low:g} to {high:g}")
+    if not low <= value <= high:  # exact for ints of any size; false for NaN
+        shown = f"{value:g}" if isinstance(value, float) or abs(value) < 10**300 else _shown(value)
+        raise ConfigError(f"{name} {shown} is out of range: use a number from {low:g} to {high:g}")
 
 
 def _boolean(name: str, value: Any) -> None:
@@ -100,7 +109,7 @@ def _boolean(name: str, value: Any) -> None:
 def _text(name: str, value: Any, limit: int = 200) -> None:
     if not isinstance(value, str):
         raise ConfigError(f"{name} {_shown(value)} is not text")
-    if len(value) > limit or any(ord(c) < 32 for c in value):
+    if len(value) > limit or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in value):  # controls, lone surrogates
         raise ConfigError(f"{name} is too long or holds control characters: use at most {limit} plain characters")
 
 
@@ -165,17 +174,17 @@ class ModelConfig:
             raise ConfigError(f"depth {_shown(self.depth)} is not a whole number, e.g. 20 or 56")
         if self.family == "vgg":
             if self.depth not in VGG_DEPTHS:
-                raise ConfigError(f"depth {self.depth} is not a VGG configuration: use 11, 13, 16 or 19")
+                raise ConfigError(f"depth {_shown(self.depth)} is not a VGG configuration: use 11, 13, 16 or 19")
             return
         unit, deepest = 3 * layers_per_block(self.block), DEEPEST[self.block]
         if self.depth > deepest:
-            raise ConfigError(f"depth {self.depth} is too deep: {self.block} nets go up to {deepest} layers here "
-                              f"(the papers' deepest)")
+            raise ConfigError(f"depth {_shown(self.depth)} is too deep: {self.block} nets have at most {deepest} "
+                              "layers here (the papers' deepest)")
         if self.depth < unit + 2 or (self.depth - 2) % unit:
             lower = max(unit + 2, (self.depth - 2) // unit * unit + 2)
             upper = lower + unit if lower < self.depth and lower + unit <= deepest else lower
             hint = f"try {lower} or {upper}" if lower != upper else f"try {lower}"
-            raise ConfigError(f"depth {self.depth} is not {depth_rule(self.block)} for {self.block} blocks: {hint}")
+            raise ConfigError(f"depth {_shown(self.depth)} is not {depth_rule(self.block)} for {self.block} blocks: {hint}")
 
     @property
     def residual(self) -> bool:
@@ -294,6 +303,9 @@ class DataConfig:
             raise ConfigError("classes must be a list of at most 1000 class names")
         for name in self.classes:
             _text("class name", name, 64)
+            if "," in name or name != name.strip() or not name:
+                raise ConfigError(f"class name {_shown(name)} has a comma or surrounding spaces, so no link can name "
+                                  "it: rename that class folder")
         if self.source in BUILTIN_SOURCES:
             unknown = [c for c in self.classes if c not in CIFAR10_CLASSES]
             if unknown:
@@ -368,6 +380,7 @@ class Config:
         _integer("eval_images", self.eval_images, 10, MAX_IMAGES)
         _integer("seed", self.seed, 0, MAX_SEED)
         _text("name", self.name)
+        object.__setattr__(self, "name", self.name.strip())  # as a link carries it
 
     @property
     def labels(self) -> list[str]:
@@ -422,6 +435,8 @@ class Config:
             raw = json.loads(text)
         except json.JSONDecodeError as error:
             raise ConfigError(f"configuration is not valid JSON: {error}") from None
+        except ValueError:  # json refuses ints past Python's 4,300-digit limit
+            raise ConfigError("configuration holds a number too long to read: write numbers of a few digits") from None
         except RecursionError:
             raise ConfigError("configuration JSON is nested too deeply: write a flat object of fields") from None
         return cls.from_dict(raw)
@@ -458,17 +473,17 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown URL parameter {_shown(unknown[0])}: known ones are models, "
                               f"{', '.join(QUERY_KEYS)}")
-        config = base or DEFAULT_CONFIG
+        changes: dict[tuple[str, ...], Any] = {}
         if "models" in query:
             text = _query_value("models", query["models"])
             labels = [x.strip() for x in text.split(",") if x.strip()]
             if not labels:
                 raise ConfigError("models is empty: name at least one model, e.g. models=plain20,resnet20")
-            config = replace(config, models=tuple(ModelConfig.parse(x) for x in labels))
+            changes[("models",)] = tuple(ModelConfig.parse(x) for x in labels)
         for key, (path, kind) in QUERY_KEYS.items():
             if key in query:
-                config = _set_path(config, path, _parse(key, _query_value(key, query[key]), kind))
-        return config
+                changes[path] = _parse(key, _query_value(key, query[key]), kind)
+        return _set_paths(base or DEFAULT_CONFIG, changes)
 
 
 APP_KEYS: tuple[str, ...] = ("run", "key")  # URL keys of the app that are not configuration
@@ -540,10 +555,17 @@ def _get_path(obj: Any, path: tuple[str, ...]) -> Any:
     return obj
 
 
-def _set_path(obj: Any, path: tuple[str, ...], value: Any) -> Any:
-    if len(path) == 1:
-        return replace(obj, **{path[0]: value})
-    return replace(obj, **{path[0]: _set_path(getattr(obj, path[0]), path[1:], value)})
+def _set_paths(obj: Any, changes: Mapping[tuple[str, ...], Any]) -> Any:
+    """`obj` with every (attribute path -> value) change made at once, so that fields checked together (epochs and
+    steps, a source and its classes) are checked in their final combination, not one change at a time."""
+    direct = {path[0]: value for path, value in changes.items() if len(path) == 1}
+    nested: dict[str, dict[tuple[str, ...], Any]] = {}
+    for path, value in changes.items():
+        if len(path) > 1:
+            nested.setdefault(path[0], {})[path[1:]] = value
+    for name, inner in nested.items():
+        direct[name] = _set_paths(getattr(obj, name), inner)
+    return replace(obj, **direct) if direct else obj
 
 
 def _format(value: Any) -> str:
@@ -551,8 +573,9 @@ def _format(value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, tuple):
         return ",".join(value)
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float):  # the shortest text that reads back as the same float: a link reproduces a run
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
     return str(value)
 
 
@@ -565,8 +588,11 @@ def _parse(key: str, text: str, kind: type) -> Any:
     if kind is tuple:
         return tuple(x.strip() for x in text.split(",") if x.strip())
     if kind is int:
-        if not re.fullmatch(r"[+-]?\d{1,19}", text):
+        if not re.fullmatch(r"[+-]?\d+", text):
             raise ConfigError(f"URL parameter {key}={_shown(text)} is not a whole number")
+        if len(text.lstrip("+-")) > 19:
+            raise ConfigError(f"URL parameter {key}={_shown(text)} is out of range: use a whole number of at most "
+                              "19 digits")
         return int(text)
     if kind is float:
         try:

@@ -21,6 +21,7 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 import torch
@@ -148,14 +149,18 @@ def estimate(config: Config, calibration: Calibration) -> Estimate:
                     calibrated=bool(calibration.measured))
 
 
-def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS) -> Calibration:
-    """Time the trainer's step on the reference nets on `policy`'s device and fit the cost model (a few seconds)."""
+def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
+              interrupted: Callable[[], bool] = lambda: False) -> Calibration | None:
+    """Time the trainer's step on the reference nets on `policy`'s device and fit the cost model (a few seconds);
+    None when `interrupted` says so between nets (a run is waiting: it goes first)."""
     from .config import OptimConfig
     from .models import build_model
     from .step import TrainStep, make_optimizer
 
     rows, times = [], []
     for label, batch in REFERENCE_STEPS[policy.device.type]:
+        if interrupted():
+            return None
         cfg = ModelConfig.parse(label)
         model = policy.to_device(build_model(cfg, seed=0))
         step = TrainStep(model, make_optimizer(model, OptimConfig(), policy), policy)

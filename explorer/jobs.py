@@ -204,6 +204,12 @@ def claim(store: RunStore, worker_id: str, kind: str, run_id: str | None = None)
         return run_id, row[1] is not None
 
 
+def has_waiting(store: RunStore, kind: str) -> bool:
+    """Whether a run is queued for a device of `kind`."""
+    return bool(store.read("SELECT 1 FROM runs WHERE status = ? AND device_kind = ? LIMIT 1",
+                           (str(RunState.QUEUED), kind)))
+
+
 def renew(store: RunStore, run_id: str, worker_id: str) -> Control | None:
     """Extend the worker's lease on its run and return the owner's wish; None when the lease was lost (the run
     was reaped as interrupted, or another worker holds it), so the worker must stop without writing more."""

@@ -153,9 +153,11 @@ class Landscape:
 
 
 # --- pricing -------------------------------------------------------------------------------------------------
-def resolve_policy(config: Config, device: str = "auto") -> DevicePolicy:
-    """The run's device policy on `device`, with PyTorch's own thread count (the landscape uses every core)."""
-    return DevicePolicy.resolve(replace(config, device=device, threads=0))
+def resolve_policy(config: Config, device: str = "auto", threads: int | None = None) -> DevicePolicy:
+    """The run's device policy on `device`, with `threads` CPU threads (None: the run's setting; 0: PyTorch's
+    default, every core). On a busy shared machine one thread can beat two: a thread pool whose other thread is
+    descheduled spins at every barrier (bench/landscape.py measures both)."""
+    return DevicePolicy.resolve(replace(config, device=device, threads=config.threads if threads is None else threads))
 
 
 def images_used(config: Config, spec: SliceSpec) -> int:
@@ -180,8 +182,13 @@ def check_budget(spec: SliceSpec, estimate_s: float, budget_s: float | None, ima
     """Raise `OverBudget` when `estimate_s` exceeds `budget_s` (None: no budget), naming sizes that would fit."""
     if budget_s is None or estimate_s <= budget_s:
         return
-    raise OverBudget(f"the {spec.kind} slice would take about {format_seconds(estimate_s)} ({_size(spec, images)}), "
-                     f"over the budget of {format_seconds(budget_s)}: {_shrink(spec, budget_s / estimate_s, images)}")
+    raise OverBudget(f"the {spec.kind} slice would take about {_seconds(estimate_s)} ({_size(spec, images)}), "
+                     f"over the budget of {_seconds(budget_s)}: "
+                     f"{_shrink(spec, budget_s / estimate_s, images, estimate_s)}")
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.2g} s" if seconds < 10 else format_seconds(seconds)
 
 
 def _size(spec: SliceSpec, images: int) -> str:
@@ -189,8 +196,8 @@ def _size(spec: SliceSpec, images: int) -> str:
     return f"{grid} × {len(spec.models)} model{'s' * (len(spec.models) > 1)} × {images:,} images"
 
 
-def _shrink(spec: SliceSpec, fraction: float, images: int) -> str:
-    """Concrete changes that would fit `fraction` of the present cost."""
+def _shrink(spec: SliceSpec, fraction: float, images: int, needed_s: float) -> str:
+    """Concrete changes that would cut the cost to `fraction` of the present one."""
     options = []
     grid = spec.grid * fraction if spec.kind == "1d" else spec.grid * math.sqrt(fraction)
     grid = int(grid) - (spec.kind == "2d" and int(grid) % 2 == 0)
@@ -200,8 +207,9 @@ def _shrink(spec: SliceSpec, fraction: float, images: int) -> str:
         options.append(f"--images {int(images * fraction)}")
     if len(spec.models) > 1 and fraction * len(spec.models) >= 1:
         options.append("fewer --models")
-    options.append("or a larger --budget")
-    return "use " + ", ".join(options)
+    if not options:
+        return f"no smaller slice fits: give a --budget of at least {_seconds(needed_s)}"
+    return f"use {', '.join(options)}, or a larger --budget"
 
 
 # --- directions --------------------------------------------------------------------------------------------------
@@ -289,13 +297,13 @@ def _prepare(cfg: ModelConfig, num_classes: int, seed: int, weights: dict, polic
 
 
 def compute(store: RunStore, run_id: str, spec: SliceSpec, *, budget_s: float | None = DEFAULT_BUDGET_S,
-            device: str = "auto", progress: Progress | None = None) -> Landscape:
+            device: str = "auto", threads: int | None = None, progress: Progress | None = None) -> Landscape:
     """Compute `spec` for a trained run and store it (see the module docstring). Raises `OverBudget` before any
     work when the estimate exceeds `budget_s`, or after the first points when the measured pace would exceed it
     by half; `LandscapeError` for models the run lacks; `StoreError` when the run kept no weights here."""
     config = store.config(run_id)
     cfgs = _model_configs(store, run_id, spec)
-    policy = resolve_policy(config, device)
+    policy = resolve_policy(config, device, threads)
     images = images_used(config, spec)
     estimate = estimate_seconds(store, run_id, spec, policy)
     check_budget(spec, estimate, budget_s, images)
@@ -335,9 +343,9 @@ def _check_pace(spec: SliceSpec, done: int, total: int, elapsed: float, budget_s
     projected = elapsed / done * total
     if projected > OVERRUN * budget_s:
         raise OverBudget(f"stopped after {done} of {total} points: at the measured {elapsed / done:.2f} s a point the "
-                         f"{spec.kind} slice would take about {format_seconds(projected)} ({_size(spec, images)}), "
-                         f"over the budget of {format_seconds(budget_s)}: "
-                         f"{_shrink(spec, budget_s / projected, images)}")
+                         f"{spec.kind} slice would take about {_seconds(projected)} ({_size(spec, images)}), "
+                         f"over the budget of {_seconds(budget_s)}: "
+                         f"{_shrink(spec, budget_s / projected, images, projected)}")
 
 
 def load_or_compute(store: RunStore, run_id: str, spec: SliceSpec, **kwargs) -> Landscape:

@@ -2,8 +2,8 @@
 
 A lockstep run keeps every model resident (weights, gradients, optimiser state) but trains one model at a time, so
 its peak is the sum of the models' states, plus the largest model's activations at the run's batch size, plus the
-images held for training and evaluation, plus the process itself (PyTorch and, on a CPU, its allocator's
-slack). Activations are counted exactly: the bytes autograd saves for the backward pass, traced once per
+images held for training and evaluation. That is what a run is checked against; the worker process around it
+(PyTorch itself, `PROCESS_BYTES`) is already resident and is reported, not charged. Activations are counted exactly: the bytes autograd saves for the backward pass, traced once per
 architecture on PyTorch's meta device (no memory, no arithmetic) at two depths and extrapolated, since every block
 after the first of a stage saves the same. `ACTIVATION_FACTOR` turns saved bytes into peak bytes per device and
 precision (gradients of activations alive during the backward pass, workspace, bf16 copies); it was fitted to
@@ -47,11 +47,11 @@ class ResourceError(RuntimeError):
 class MemoryEstimate:
     """Predicted peak bytes of a run on one device, and its parts."""
 
-    total: int
+    total: int  # what the run itself needs: states + activations + data
     states: int  # every model's weights, gradients and optimiser state
     activations: int  # the largest model's activations at the run's batch size
     data: int  # images held for training and evaluation
-    process: int
+    process: int  # PyTorch and the worker process around the run (already resident before it starts)
     device_kind: str
 
     def summary(self) -> str:
@@ -118,7 +118,7 @@ def predict(config: Config, device_kind: str, precision: str) -> MemoryEstimate:
     else:
         data = images + CIFAR10_IMAGES * IMAGE_BYTES * (config.data.source != "synthetic")
     process = PROCESS_BYTES[device_kind]
-    return MemoryEstimate(total=activations + states + data + process, states=states, activations=activations,
+    return MemoryEstimate(total=activations + states + data, states=states, activations=activations,
                           data=data, process=process, device_kind=device_kind)
 
 

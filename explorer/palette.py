@@ -66,3 +66,14 @@ def families(labels: Iterable[str]) -> list[str]:
 def model_order(label: str) -> tuple[int, int, str]:
     families_ = (*FAMILY_COLORS, "other")
     return families_.index(family_of(label)), depth_of(label), label
+
+
+def twin_pair(labels: list[str]) -> list[str]:
+    """The deepest plain net and the residual net of the same depth (else the first two models): the pair a
+    side-by-side view compares."""
+    plain = sorted((m for m in labels if family_of(m) == "plain"), key=depth_of)
+    for candidate in reversed(plain):
+        match = [m for m in labels if family_of(m) == "resnet" and depth_of(m) == depth_of(candidate)]
+        if match:
+            return [candidate, match[0]]
+    return labels[:2]

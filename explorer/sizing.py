@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from .config import Config
+from .config import Config, ConfigError
 from .estimate import FORWARD_SHARE, Calibration, estimate
 from .trainer import PROBE_IMAGES
 
@@ -40,7 +40,10 @@ def device_kind(device: str | torch.device) -> str:
     """``cpu`` or ``cuda``: the kind of device a run is sized for (``auto`` picks what this machine has)."""
     if str(device) == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device).type
+    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+    if kind not in DEVICE_SETTINGS:
+        raise ConfigError(f"device {str(device)[:40]!r} is not one of auto, cpu, cuda")
+    return kind
 
 
 def instrumented(config: Config) -> Config:

@@ -41,6 +41,7 @@ POLL_SECONDS = 0.2  # an idle worker looks at the queue this often: a click star
 RENEW_SECONDS = 1.0
 PAUSE_LIMIT_SECONDS = 600.0  # a run paused this long is stopped (resumable), so it frees its worker
 CALIBRATION_DAYS = 7
+CALIBRATE_AFTER_IDLE_SECONDS = 10.0  # a fresh worker takes the first click's run before it times anything
 
 
 class DataCache:
@@ -197,7 +198,8 @@ class Worker:
                     idle_since = time.monotonic()
                     continue
                 jobs.worker_idle(self.store, self.worker_id)
-                if self._calibration_due():
+                idle = time.monotonic() - idle_since
+                if idle > CALIBRATE_AFTER_IDLE_SECONDS and self._calibration_due():
                     self._calibrate()
                     continue
                 if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
@@ -219,9 +221,13 @@ class Worker:
         return {p for (p,) in rows} != set(self._precisions())
 
     def _calibrate(self) -> None:
+        """Time this device for estimates, giving way at once to a run that arrives meanwhile."""
         for precision in self._precisions():
             policy = DevicePolicy.resolve(Config(device=self.kind, precision=precision))
-            self.store.save_calibration(calibrate(policy).to_row())
+            calibration = calibrate(policy, interrupted=lambda: jobs.has_waiting(self.store, self.kind))
+            if calibration is None:
+                return
+            self.store.save_calibration(calibration.to_row())
 
 
 def prepare(config: Config, device: torch.device, data: DataCache) -> tuple[DevicePolicy, ImageData]:

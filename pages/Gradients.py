@@ -12,21 +12,11 @@ import pandas as pd
 import streamlit as st
 
 from explorer.config import display_name
-from explorer.palette import depth_of, family_of
+from explorer.palette import twin_pair
 from explorer.ui import charts, session, theme
 from explorer.ui.app import main
 
 METRICS = {"grad_norm": "Gradient norm", "weight_norm": "Weight norm", "update_ratio": "Update / weight"}
-
-
-def twins(labels: list[str]) -> list[str]:
-    """The deepest plain net and the residual net of the same depth (else the first two models)."""
-    plain = sorted((m for m in labels if family_of(m) == "plain"), key=depth_of)
-    for candidate in reversed(plain):
-        match = [m for m in labels if family_of(m) == "resnet" and depth_of(m) == depth_of(candidate)]
-        if match:
-            return [candidate, match[0]]
-    return labels[:2]
 
 
 @st.cache_resource(max_entries=8, ttl=3600, show_spinner=False)
@@ -57,7 +47,7 @@ def gradients(run_id: str) -> None:
     metric_col, models_col = st.columns([2, 3])
     metric = metric_col.segmented_control("Quantity", list(METRICS), format_func=METRICS.get, default="grad_norm",
                                           required=True, key="gradients_metric") or "grad_norm"
-    models = models_col.multiselect("Models, side by side", labels, default=twins(labels), key="gradients_models",
+    models = models_col.multiselect("Models, side by side", labels, default=twin_pair(labels), key="gradients_models",
                                     format_func=display_name)
     scaling_col, window_col = st.columns([2, 3])
     scaling = scaling_col.segmented_control("Colour scale", ["all", "window"], default="all", required=True,

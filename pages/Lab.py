@@ -98,18 +98,20 @@ def control_buttons(run_id: str | None, state: RunState | None, owner: bool, con
     with st.container(horizontal=True, vertical_alignment="center"):
         clicked = st.button("Train", type="primary", disabled=config is None or cost is None,
                             icon=":material/play_arrow:", key="train")
-        buttons = {  # label -> (shown when, what it asks, icon)
-            "Pause": (state is RunState.RUNNING, lambda: session.control(run_id, Control.PAUSE), ":material/pause:"),
-            "Resume": (state is RunState.PAUSED, lambda: session.control(run_id, Control.RUN), ":material/resume:"),
-            "Stop": (state is not None and state.live, lambda: session.control(run_id, Control.STOP),
+        buttons = {  # key -> (label, shown when, what it asks, icon)
+            "pause": ("Pause", state is RunState.RUNNING, lambda: session.control(run_id, Control.PAUSE),
+                      ":material/pause:"),
+            "resume": ("Resume", state is RunState.PAUSED, lambda: session.control(run_id, Control.RUN),
+                       ":material/resume:"),
+            "stop": ("Stop", state is not None and state.live, lambda: session.control(run_id, Control.STOP),
                      ":material/stop:"),
-            "Cancel": (state is not None and state.waiting, lambda: session.control(run_id, Control.STOP),
-                       ":material/cancel:"),
-            "Resume from checkpoint": (state is not None and state.resumable, lambda: session.resume(run_id),
-                                       ":material/restart_alt:"),
+            "cancel": ("Cancel", state is not None and state.waiting,
+                       lambda: session.control(run_id, Control.STOP), ":material/cancel:"),
+            "restart": ("Resume from checkpoint", state is not None and state.resumable,
+                        lambda: session.resume(run_id), ":material/restart_alt:"),
         }
-        for label, (shown, action, icon) in buttons.items():
-            if shown and owner and st.button(label, icon=icon, key=f"control-{label}"):
+        for key, (label, shown, action, icon) in buttons.items():
+            if shown and owner and st.button(label, icon=icon, key=key):
                 action()
                 st.rerun()
         if state is not None and state.active and not owner:
@@ -171,6 +173,11 @@ def page() -> None:
                 st.rerun()  # started, paused, finished or stopped: redraw the buttons, stop polling when done
             tables = panels.run_tables(run_id)
             upto = panels.timeline(run_id, tables) if now.final else None
+            curves, diagram = st.columns([3, 2])
+            with curves:
+                panels.show_run_charts(run_id, x, "lab-top", upto, layout=[["errors"]])
+            with diagram:
+                panels.diagram_panel(run_id, "lab")
             panels.show_run_charts(run_id, x, "lab", upto)
 
         live()

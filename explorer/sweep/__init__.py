@@ -7,16 +7,36 @@ seed, trained on this machine's queue or on a Ray cluster, summarised as mean, s
     sweep.status(store, sweep_id); sweep.stop(store, sweep_id, owner_key)
     sweep.table(store, sweep_id); sweep.summary(store, sweep_id); sweep.record(store, sweep_id, "assets/...")
 
-`spec` plans members, `runs` keeps a sweep's life in the store, `tables` reads its results, `record` writes and
-replays recorded sweeps, `ray_backend` (imported only for backend="ray") trains members as Ray tasks.
+Modules: `spec` plans members, `rows` reads a sweep's rows, `runs` keeps its life in the store (start, status,
+stop), `tables` reads its results, `record` writes and replays recorded sweeps; `ray_backend`, `coordinator` and
+`member_task` (imported only for backend="ray") train members as Ray tasks. The names below load their module on
+first use, so the Ray coordinator, which needs only `rows`, starts without importing torch.
 """
 
-from .record import load_recorded, record
-from .runs import (BACKENDS, RayOptions, SweepStatus, estimates, member_rows, spec_of, start, status, stop, sweep_ids,
-                   train_here, valid_sweep_id, wait)
-from .spec import SweepError, SweepSpec, plan
-from .tables import METRICS, summarize, summary, table
+from __future__ import annotations
 
-__all__ = ["BACKENDS", "METRICS", "RayOptions", "SweepError", "SweepSpec", "SweepStatus", "estimates", "load_recorded",
-           "member_rows", "plan", "record", "spec_of", "start", "status", "stop", "summarize", "summary",
-           "sweep_ids", "table", "train_here", "valid_sweep_id", "wait"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "SweepSpec": "spec", "SweepError": "spec", "RayOptions": "spec", "plan": "spec",
+    "valid_sweep_id": "rows", "sweep_ids": "rows", "spec_of": "rows", "member_rows": "rows",
+    "BACKENDS": "runs", "SweepStatus": "runs", "start": "runs", "status": "runs", "stop": "runs", "wait": "runs",
+    "train_here": "runs", "estimates": "runs",
+    "METRICS": "tables", "table": "tables", "summarize": "tables", "summary": "tables",
+    "record": "record", "load_recorded": "record",
+}
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .record import load_recorded, record
+    from .rows import member_rows, spec_of, sweep_ids, valid_sweep_id
+    from .runs import BACKENDS, SweepStatus, estimates, start, status, stop, train_here, wait
+    from .spec import RayOptions, SweepError, SweepSpec, plan
+    from .tables import METRICS, summarize, summary, table
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

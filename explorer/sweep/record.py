@@ -15,7 +15,8 @@ import platform
 from pathlib import Path
 
 from ..store import RunStore, StoreError
-from .runs import SWEEP_COLUMNS, member_rows, spec_of, status, sweep_row
+from .rows import SWEEP_COLUMNS, member_rows, spec_of, sweep_row
+from .runs import status
 from .spec import SweepError
 from .tables import summarize, table
 

@@ -20,7 +20,6 @@ their worker's next lease renewal or, on Ray, are cancelled by the sweep's coord
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from collections import Counter
@@ -34,34 +33,13 @@ from ..estimate import Estimate
 from ..settings import settings
 from ..states import Control, RunState
 from ..store import RunStore, StoreError
-from .spec import SweepError, SweepSpec, plan
+from .rows import member_rows, sweep_row
+from .spec import RayOptions, SweepError, SweepSpec, plan
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
-SWEEP_ID = re.compile(r"s\d{8}-\d{6}-[0-9a-f]{4,8}")
 POLL_SECONDS = 0.5
-LIST_SWEEPS_HINT = "list the sweeps with `python -m explorer sweep-status`"
 COORDINATOR_GONE = ("the sweep's Ray coordinator stopped answering (its driver or head node went away) before this "
                     "member started: resume it with `python -m explorer resume RUN_ID` to train it on this machine")
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Each member's Ray task: its resource request and how often it is retried when its worker process dies.
-    A fractional ``num_gpus`` packs several small members on one GPU."""
-
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    max_retries: int = 1
-
-    def __post_init__(self) -> None:
-        for name, value, high in (("cpus", self.num_cpus, 1024), ("gpus", self.num_gpus, 64)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
-                raise SweepError(f"{name} per member {value!r} is out of range: use a number from 0 to {high}")
-        if self.num_cpus == 0 and self.num_gpus == 0:
-            raise SweepError("a member needs some resource: give it cpus or gpus above 0")
-        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or \
-                not 0 <= self.max_retries <= 100:
-            raise SweepError(f"retries {self.max_retries!r} is not a whole number from 0 to 100")
 
 
 @dataclass(frozen=True)
@@ -84,10 +62,6 @@ class SweepStatus:
         return f"sweep {self.sweep_id} ({self.name}, {self.backend}): {self.state}; {self.members} members: {counts}{error}"
 
 
-def valid_sweep_id(sweep_id: object) -> bool:
-    return isinstance(sweep_id, str) and SWEEP_ID.fullmatch(sweep_id) is not None
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -97,34 +71,6 @@ def _new_sweep_id() -> str:
 
 
 # --- reading ---------------------------------------------------------------------------------------------------------
-SWEEP_COLUMNS = ("sweep_id", "name", "spec", "backend", "status", "created", "owner", "key_hash", "error")
-
-
-def sweep_row(store: RunStore, sweep_id: str) -> dict[str, Any]:
-    rows = store.read(f"SELECT {', '.join(SWEEP_COLUMNS)} FROM sweeps WHERE sweep_id = ?", (sweep_id,)) \
-        if valid_sweep_id(sweep_id) else []
-    if not rows:
-        raise StoreError(f"unknown sweep id {str(sweep_id)[:40]!r} in the run store: {LIST_SWEEPS_HINT}")
-    return dict(zip(SWEEP_COLUMNS, rows[0]))
-
-
-def sweep_ids(store: RunStore) -> list[str]:
-    """Every sweep, newest first."""
-    return [s for (s,) in store.read("SELECT sweep_id FROM sweeps ORDER BY created DESC, sweep_id DESC")]
-
-
-def spec_of(store: RunStore, sweep_id: str) -> SweepSpec:
-    return SweepSpec.from_dict(json.loads(sweep_row(store, sweep_id)["spec"]))
-
-
-def member_rows(store: RunStore, sweep_id: str) -> list[dict[str, Any]]:
-    """The sweep's runs (run_id, status, config JSON, error, estimate_s, budget_s), in the order they were created."""
-    sweep_row(store, sweep_id)
-    columns = ("run_id", "status", "config", "error", "estimate_s", "budget_s")
-    return [dict(zip(columns, row)) for row in store.read(
-        f"SELECT {', '.join(columns)} FROM runs WHERE sweep_id = ? ORDER BY created, run_id", (sweep_id,))]
-
-
 def _derive(stored: str, states: Counter) -> RunState:
     if not states or any(RunState(s).active for s in states):
         return RunState.RUNNING if stored == str(RunState.RUNNING) or states else RunState(stored)

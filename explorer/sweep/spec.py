@@ -7,6 +7,7 @@ fields (`ModelConfig` fields: family, depth, shortcut, ...) and run settings (th
 lr, batch, epochs, ...), trained with ``seeds`` seeds (base.seed, base.seed + 1, ...), seeds varying fastest. Each
 member is its own run with one model, so seeds differ between members, as in He et al. 2015, who report the best
 and the mean ± std of 5 runs (Table 6). Run settings pass through `Config.from_query`, the one validation layer.
+`RayOptions` is what each member asks of a Ray cluster.
 """
 
 from __future__ import annotations
@@ -82,6 +83,26 @@ class SweepSpec:
             raise SweepError("a sweep specification must be an object with name, base, grid and seeds")
         return cls(name=raw["name"], base=Config.from_dict(raw["base"]), grid=raw.get("grid") or {},
                    seeds=raw.get("seeds", 1), budget_s=raw.get("budget_s"))
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Each member's Ray task: its resource request and how often it is retried when its worker process dies.
+    A fractional ``num_gpus`` packs several small members on one GPU."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    max_retries: int = 1
+
+    def __post_init__(self) -> None:
+        for name, value, high in (("cpus", self.num_cpus, 1024), ("gpus", self.num_gpus, 64)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+                raise SweepError(f"{name} per member {value!r} is out of range: use a number from 0 to {high}")
+        if self.num_cpus == 0 and self.num_gpus == 0:
+            raise SweepError("a member needs some resource: give it cpus or gpus above 0")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or \
+                not 0 <= self.max_retries <= 100:
+            raise SweepError(f"retries {self.max_retries!r} is not a whole number from 0 to 100")
 
 
 def _query_text(value: Any) -> str:

@@ -20,7 +20,7 @@ from ..metrics import final_numbers
 from ..palette import model_order
 from ..states import RunState
 from ..store import RunStore
-from .runs import member_rows, spec_of
+from .rows import member_rows, spec_of
 from .spec import MODEL_FIELDS, field_value
 
 METRICS: tuple[str, ...] = ("train_err", "test_err", "best_test_err", "batch_train_err", "loss", "train_seconds")

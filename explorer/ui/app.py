@@ -18,11 +18,10 @@ PAGES: dict[str, Any] = {}  # page key -> the st.Page object, for links
 NAVIGATED = "navigated"
 
 
-def main() -> None:
+def register_pages() -> list[Any]:
+    """The app's pages as st.Page objects (kept in `PAGES` for links)."""
     from pages import Architecture, Classroom, Compare, Gradients, Lab, Learn
-    from explorer.ui import panels, session, theme
 
-    st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
     PAGES.update({
         "learn": st.Page(Learn.page, title="Learn", icon=":material/school:", url_path="Learn", default=True),
         "lab": st.Page(Lab.page, title="Lab", icon=":material/science:", url_path="Lab"),
@@ -33,7 +32,14 @@ def main() -> None:
         "classroom": st.Page(Classroom.page, title="Classroom", icon=":material/how_to_vote:",
                              url_path="Classroom"),
     })
-    navigation = st.navigation(list(PAGES.values()))
+    return list(PAGES.values())
+
+
+def main() -> None:
+    from explorer.ui import panels, session, theme
+
+    st.set_page_config(page_title="ResNet Explorer", page_icon=":material/hub:", layout="wide")
+    navigation = st.navigation(register_pages())
     if not st.session_state.get(NAVIGATED):  # this session's first run may be the old-style router's: go again
         st.session_state[NAVIGATED] = True
         st.rerun()

@@ -406,3 +406,60 @@ def lesion_figure(lesions: pd.DataFrame, baseline: dict[str, float] | None = Non
     fig.update_xaxes(title_text="removed block")
     fig.update_yaxes(title_text="test error (%)", range=[0, 100])
     return style(fig, scale, height=360)
+
+
+# --- loss landscapes (explorer.landscape) ----------------------------------------------------------------------
+def landscape_1d_figure(frame: pd.DataFrame, scale: float = 1.0) -> go.Figure:
+    """Loss (log axis) and training error along the straight line from each model's initial weights (α = 0) to
+    its trained weights (α = 1), one line per model (Goodfellow et al. 2015; Li et al. 2018). `frame`: columns
+    model, alpha, loss, error."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=["loss", "training error"])
+    colors = model_colors(_labels(frame))
+    for label in _labels(frame):
+        line = frame[frame["model"] == label].sort_values("alpha")
+        for col, metric, hover in ((1, "loss", "loss %{y:.3f}"), (2, "error", "%{y:.1f}% wrong")):
+            fig.add_trace(go.Scatter(
+                x=line["alpha"], y=line[metric], name=display_name(label), legendgroup=label, showlegend=col == 1,
+                mode="lines+markers", line=dict(color=colors[label], width=2), marker=dict(size=5),
+                hovertemplate=f"α = %{{x:.2f}}: {hover}<extra>{display_name(label)}</extra>",
+            ), row=1, col=col)
+    fig.update_xaxes(title_text="α (0: initial weights, 1: trained weights)", range=[-0.02, 1.02])
+    fig.update_yaxes(title_text="training loss (log)", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="training error (%)", rangemode="tozero", row=1, col=2)
+    return style(fig, scale, height=360)
+
+
+def landscape_2d_figure(frame: pd.DataFrame, scale: float = 1.0) -> go.Figure:
+    """Contours of log10 loss on a plane around each model's trained weights (the white cross), along two
+    filter-normalised random directions, one panel per model side by side on one colour scale and the same contour
+    levels: the layout of Li et al. 2018's ResNet-56 with and without skip connections. `frame`: columns model,
+    a, b, loss."""
+    models = _labels(frame)
+    fig = make_subplots(rows=1, cols=max(1, len(models)), shared_yaxes=True, horizontal_spacing=0.04,
+                        subplot_titles=[display_name(m) for m in models] or ["no slice yet"])
+    logged = np.log10(frame["loss"].where(frame["loss"] > 0)) if len(frame) else pd.Series(dtype=float)
+    finite = logged.replace([np.inf, -np.inf], np.nan).dropna()
+    low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    if high - low < 1e-9:
+        low, high = low - 0.05, high + 0.05
+    levels = dict(start=low, end=high, size=(high - low) / 20)
+    for col, label in enumerate(models, start=1):
+        rows = frame[frame["model"] == label].assign(z=logged)
+        grid = rows.pivot_table(index="b", columns="a", values="z")
+        loss = rows.pivot_table(index="b", columns="a", values="loss")
+        fig.add_trace(go.Contour(
+            x=grid.columns, y=grid.index, z=grid.to_numpy(), customdata=loss.to_numpy(), coloraxis="coloraxis",
+            autocontour=False, contours=levels, line=dict(width=0.5),
+            hovertemplate="a = %{x:.2f}, b = %{y:.2f}: loss %{customdata:.3f}<extra>" + display_name(label) + "</extra>",
+        ), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", showlegend=False, hoverinfo="skip",
+                                 marker=dict(symbol="x-thin", size=12, line=dict(width=2, color="white"))),
+                      row=1, col=col)
+    ticks = np.linspace(low, high, 6)
+    fig.update_layout(coloraxis=dict(
+        colorscale="Viridis", cmin=low, cmax=high,
+        colorbar=dict(title=dict(text="training loss"), tickvals=ticks, ticktext=[f"{10 ** t:.3g}" for t in ticks]),
+    ))
+    fig.update_xaxes(title_text="direction δ (filter-normalised)")
+    fig.update_yaxes(title_text="direction η", row=1, col=1)
+    return style(fig, scale, height=420)

@@ -7,12 +7,13 @@ screen readers, the report and static exports: never fixed text).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from explorer import landscape
 from explorer.config import Config, ConfigError, display_name
 from explorer.lesion import BASELINE_BLOCK
 from explorer.metrics import final_numbers
@@ -31,6 +32,8 @@ class RunTables:
     models: pd.DataFrame
     lesions: pd.DataFrame
     config: Config | None = None
+    landscape_1d: pd.DataFrame = field(default_factory=pd.DataFrame)  # the newest stored slices (explorer.landscape)
+    landscape_2d: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @classmethod
     def read(cls, store: RunStore, run_id: str, probes: pd.DataFrame | None = None) -> "RunTables":
@@ -38,9 +41,12 @@ class RunTables:
             config = store.config(run_id)
         except ConfigError:
             config = None
+        slices = {kind: result.frame if (result := landscape.latest(store, run_id, kind)) else pd.DataFrame()
+                  for kind in landscape.KINDS}
         return cls(steps=store.steps(run_id), evals=store.evals(run_id),
                    probes=store.probes(run_id) if probes is None else probes, models=store.models(run_id),
-                   lesions=store.lesions(run_id), config=config)
+                   lesions=store.lesions(run_id), config=config, landscape_1d=slices["1d"],
+                   landscape_2d=slices["2d"])
 
     @property
     def diverged(self) -> dict[str, int]:
@@ -153,6 +159,41 @@ def _lesion_summary(t: RunTables) -> str:
     return "; ".join(parts) + f" (chance {t.chance:.0f}%)."
 
 
+def _landscape_1d_summary(t: RunTables) -> str:
+    if t.landscape_1d.empty:
+        return "No 1-D loss slice computed yet (python -m explorer landscape RUN_ID --kind 1d)."
+    parts = []
+    for label in sorted(t.landscape_1d["model"].unique(), key=model_order):
+        rows = t.landscape_1d[t.landscape_1d["model"] == label]
+        line = landscape.line_profile(rows["alpha"].to_numpy(), rows["loss"].to_numpy())
+        name = display_name(label)
+        if line.peak > line.start + 0.01:
+            parts.append(f"{name}'s rises to a barrier of {line.peak:.3g} at α={line.peak_alpha:.2f} and ends at "
+                         f"{line.end:.3g}")
+        elif line.monotone:
+            parts.append(f"{name}'s falls monotonically from {line.start:.3g} to {line.end:.3g}")
+        else:
+            parts.append(f"{name}'s falls from {line.start:.3g} to {line.end:.3g}, not monotonically (it rises by "
+                         f"{line.biggest_rise:.2g} at α={line.rise_alpha:.2f})")
+    first = parts[0].replace("'s ", "'s loss ", 1)
+    return "Along the straight line from the initial to the trained weights, " + "; ".join([first, *parts[1:]]) + "."
+
+
+def _landscape_2d_summary(t: RunTables) -> str:
+    if t.landscape_2d.empty:
+        return "No 2-D loss slice computed yet (python -m explorer landscape RUN_ID --kind 2d)."
+    span = float(t.landscape_2d["a"].abs().max())
+    grid = t.landscape_2d["a"].nunique()
+    parts = []
+    for label in sorted(t.landscape_2d["model"].unique(), key=model_order):
+        surface = landscape.surface_profile(t.landscape_2d[t.landscape_2d["model"] == label])
+        parts.append(f"{display_name(label)}'s loss goes from {surface.centre:.3g} at the trained weights to "
+                     f"{surface.edge:.3g} on average at the edge, with {surface.minima} local "
+                     f"minim{'um' if surface.minima == 1 else 'a'} on the grid")
+    return (f"On a ±{span:g} square around the trained weights ({grid}×{grid} points, two filter-normalised random "
+            "directions): " + "; ".join(parts) + ".")
+
+
 CHARTS: dict[str, ChartSpec] = {
     "errors": ChartSpec(
         "Training error (dashed) and test error (solid)",
@@ -201,6 +242,19 @@ CHARTS: dict[str, ChartSpec] = {
         lambda t, x, s: charts.lesion_figure(t.lesions, chance=t.chance, scale=s),
         "Residual nets degrade gracefully when a block is removed at test time; plain nets collapse to chance.",
         _lesion_summary, needs="lesions"),
+    "landscape_1d": ChartSpec(
+        "Loss from the initial to the trained weights (Li et al. 2018)",
+        lambda t, x, s: charts.landscape_1d_figure(t.landscape_1d, s),
+        "The training loss at (1 − α)·initial + α·trained weights, on a fixed set of training images with batch "
+        "statistics. A straight path that only falls means the net could have walked straight to its solution; a "
+        "bump is a barrier the optimiser went around.", _landscape_1d_summary, needs="landscape_1d"),
+    "landscape_2d": ChartSpec(
+        "Loss surface around the trained weights (Li et al. 2018)",
+        lambda t, x, s: charts.landscape_2d_figure(t.landscape_2d, s),
+        "Contours of the training loss (log colour, one scale for all panels) on a plane through the trained weights "
+        "(the cross) along two random directions, each filter scaled to the norm of the trained filter. Li et al. "
+        "found deep plain nets' surfaces chaotic and residual nets' smooth and bowl-shaped.",
+        _landscape_2d_summary, needs="landscape_2d"),
 }
 
 

@@ -22,12 +22,13 @@ from explorer.estimate import format_seconds
 from explorer.memory import format_bytes
 from explorer.states import RunState
 from explorer.store import RunStore, StoreError
-from explorer.ui import charts, figures, theme
+from explorer.palette import twin_pair
+from explorer.ui import charts, figures, live_diagram, theme
 from explorer.ui.config_form import cifar10_location, sources_offered
 from explorer.ui.session import get_store, hosted, plain, progress, recorded_facts, run_row
 
 X_AXES = {"epoch": "epochs", "step": "iterations", "wall": "seconds"}
-LIVE_CHARTS = [["errors"], ["loss", "lr"], ["responses", "gradient_profile"]]
+LIVE_CHARTS = [["loss", "lr"], ["responses", "gradient_profile"]]
 
 
 # --- data and workers ------------------------------------------------------------------------------------------
@@ -111,6 +112,26 @@ def show_run_charts(run_id: str, x: str, key: str, upto: int | None = None,
             with column:
                 theme.show_chart(_figure(run_id, latest, row["status"], name, x, theme.scale(), upto),
                                  key=f"{key}-{name}", caption=spec.caption, summary=spec.summary(shown))
+
+
+def diagram_panel(run_id: str, key: str) -> None:
+    """The block diagram, live: the twins' blocks coloured by a probe signal at a step the reader scrubs."""
+    tables = run_tables(run_id)
+    if tables.probes.empty:
+        st.caption("The block diagram colours in with the first probe.")
+        return
+    models = twin_pair(list(dict.fromkeys(tables.probes["model"])))
+    steps = sorted(int(s) for s in tables.probes["step"].unique())
+    signal_col, step_col = st.columns([2, 3])
+    signal = signal_col.selectbox("Colour by", list(live_diagram.SIGNALS), format_func=live_diagram.SIGNALS.get,
+                                  key=f"{key}-signal")
+    step = step_col.select_slider("At step", steps, value=steps[-1], key=f"{key}-step") if len(steps) > 1 \
+        else steps[0]
+    theme.show_chart(live_diagram.diagram_figure(tables.probes, models, step, signal, theme.scale()),
+                     key=f"{key}-diagram",
+                     caption="Each block coloured by the mean of its layers' probe signal, one log colour scale for "
+                     "both nets; arcs are shortcuts (dashed: subsample and zero-pad). Long stages collapse their "
+                     "middle blocks.", summary=live_diagram.summary(tables.probes, models, step, signal))
 
 
 def x_axis_picker(key: str) -> str:

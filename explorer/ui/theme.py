@@ -26,10 +26,16 @@ def presentation_toggle() -> None:
 PROJECTOR_KEY = "projector"  # set for this run by a view made for a projector (the classroom's teacher view)
 
 
+_PROJECTOR_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 1.2rem; padding-bottom: 0.5rem; }
+[data-testid="stHeader"] { height: 0; }
+</style>"""
+
+
 def projector() -> None:
-    """Large type for the rest of this run, whatever the toggle says: a view that is always projected."""
-    if not st.session_state.get(PRESENTATION_KEY):
-        st.html(_PRESENTATION_CSS)
+    """Large type for the rest of this run, whatever the toggle says, and the page's top padding trimmed: a view
+    that is always projected, where every line of a 720-pixel screen counts."""
+    st.html(_PROJECTOR_CSS if st.session_state.get(PRESENTATION_KEY) else _PRESENTATION_CSS + _PROJECTOR_CSS)
     st.session_state[PROJECTOR_KEY] = True
 
 
