@@ -35,7 +35,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .config import (BLOCKS, FAMILIES, INITS, ORDERS, QUERY_KEYS, SHORTCUT_VARIANTS, SHORTCUTS, Config,
                      ConfigError, ModelConfig, model_grid)
@@ -44,6 +44,9 @@ from .memory import ResourceError
 from .settings import SettingsError
 from .states import Control, RunState
 from .store import RunStore, StoreError
+
+if TYPE_CHECKING:
+    from .sweep import SweepSpec, SweepStatus
 
 CONFIG_FILE_LIMIT = 1_000_000  # bytes
 
@@ -98,12 +101,14 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def read_config_file(path: Path) -> Config:
     try:
-        if path.stat().st_size > CONFIG_FILE_LIMIT:
-            raise UsageError(f"configuration file {path} is over {CONFIG_FILE_LIMIT:,} bytes: give a JSON object "
-                             "of a run's fields")
-        return Config.from_json(path.read_bytes())
+        with path.open("rb") as file:
+            text = file.read(CONFIG_FILE_LIMIT + 1)  # not stat(): /dev/zero has no size and no end
     except OSError as error:
-        raise UsageError(f"cannot read configuration file {path}: {error.strerror or error}") from None
+        raise UsageError(f"cannot read configuration file {str(path)[:200]}: {error.strerror or error}") from None
+    if len(text) > CONFIG_FILE_LIMIT:
+        raise UsageError(f"configuration file {str(path)[:200]} is over {CONFIG_FILE_LIMIT:,} bytes: give a JSON "
+                         "object of a run's fields")
+    return Config.from_json(text)
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -424,7 +429,8 @@ def cmd_landscape(args: argparse.Namespace) -> None:
                         f"on {policy.name}, {policy.precision} (budget {format_seconds(budget)})\n")
                 done = landscape.compute(store, args.run_id, spec, budget_s=budget, device=args.device,
                                          threads=args.threads, progress=_points_progress(spec.kind))
-                _stderr(f"\n{spec.kind}: {done.seconds:.1f} s, {done.seconds_per_point:.3f} s a point\n")
+                _stderr(("\n" if sys.stderr.isatty() else "") +
+                        f"{spec.kind}: {done.seconds:.1f} s, {done.seconds_per_point:.3f} s a point\n")
             results.append(done)
     except landscape.LandscapeError as error:
         raise UsageError(str(error)) from None
@@ -443,11 +449,14 @@ def cmd_landscape(args: argparse.Namespace) -> None:
 
 
 def _points_progress(kind: str) -> Callable[[int, int], None]:
-    every = 1 if sys.stderr.isatty() else 0
+    """A terminal redraws one line per point; a log gets a line every tenth of the points."""
+    tty = sys.stderr.isatty()
 
     def report(done: int, total: int) -> None:
-        if every or done == total or done % max(1, total // 10) == 0:
-            _stderr(("\r" if every else "") + f"{kind}: {done}/{total} points" + ("" if every else "\n"))
+        if tty:
+            _stderr(f"\r{kind}: {done}/{total} points")
+        elif done == total or done % max(1, total // 10) == 0:
+            _stderr(f"{kind}: {done}/{total} points\n")
     return report
 
 
@@ -505,7 +514,7 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
 
 # --- sweeps (explorer.sweep) -------------------------------------------------------------------------------------
-def _sweep_spec(args: argparse.Namespace):
+def _sweep_spec(args: argparse.Namespace) -> SweepSpec:
     """The sweep the flags describe: every model they name (comma lists build the grid) times --seeds seeds, with
     the run settings of the flags; probes stay off unless --probe asks (a sweep keeps what its curves need)."""
     from .sizing import DEVICE_SETTINGS, device_kind, instrumented
@@ -522,7 +531,7 @@ def _sweep_spec(args: argparse.Namespace):
     return SweepSpec(name[:100], base=replace(config, name=""), seeds=args.seeds, budget_s=_budget(args.budget))
 
 
-def _report_sweep(status) -> None:
+def _report_sweep(status: SweepStatus) -> None:
     _stderr(status.line() + "\n")
 
 

@@ -184,7 +184,8 @@ class ModelConfig:
             lower = max(unit + 2, (self.depth - 2) // unit * unit + 2)
             upper = lower + unit if lower < self.depth and lower + unit <= deepest else lower
             hint = f"try {lower} or {upper}" if lower != upper else f"try {lower}"
-            raise ConfigError(f"depth {_shown(self.depth)} is not {depth_rule(self.block)} for {self.block} blocks: {hint}")
+            raise ConfigError(f"depth {_shown(self.depth)} is not {depth_rule(self.block)} for {self.block} blocks: "
+                              f"{hint}")
 
     @property
     def residual(self) -> bool:
@@ -588,7 +589,7 @@ def _parse(key: str, text: str, kind: type) -> Any:
     if kind is tuple:
         return tuple(x.strip() for x in text.split(",") if x.strip())
     if kind is int:
-        if not re.fullmatch(r"[+-]?\d+", text):
+        if not re.fullmatch(r"[+-]?[0-9]+", text):  # ASCII digits only: int() would take any script's
             raise ConfigError(f"URL parameter {key}={_shown(text)} is not a whole number")
         if len(text.lstrip("+-")) > 19:
             raise ConfigError(f"URL parameter {key}={_shown(text)} is out of range: use a whole number of at most "

@@ -36,7 +36,7 @@ EVAL_BATCH = 500
 # (model label, batch): small and large batches on a shallow and a deeper net separate the three costs.
 REFERENCE_STEPS = {"cpu": (("resnet8", 8), ("resnet20", 8), ("resnet20", 32), ("resnet32", 16)),
                    "cuda": (("resnet20", 32), ("resnet20", 512), ("resnet56", 128), ("resnet110", 64))}
-TIMED_STEPS = 5
+TIMED_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def estimate(config: Config, calibration: Calibration) -> Estimate:
 def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
               interrupted: Callable[[], bool] = lambda: False) -> Calibration | None:
     """Time the trainer's step on the reference nets on `policy`'s device and fit the cost model (a few seconds);
-    None when `interrupted` says so between nets (a run is waiting: it goes first)."""
+    None as soon as `interrupted` says so (checked between steps: a waiting run goes first)."""
     from .config import OptimConfig
     from .models import build_model
     from .step import TrainStep, make_optimizer
@@ -169,6 +169,8 @@ def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
         step(x, y, 0.01)  # warm-up (and graph capture), not timed
         samples = []
         for _ in range(timed_steps):
+            if interrupted():
+                return None
             _synchronize(policy)
             started = time.perf_counter()
             step(x, y, 0.01)

@@ -135,8 +135,11 @@ def submit(store: RunStore, config: Config, owner_key: str, *, preset: str = "",
         f"{config.fingerprint()}|{data}|{code_version()}|{preset}|{budget_s}|{kind}".encode()).hexdigest()
     cfg = settings()
     owner = owner_of(owner_key)
-    models = [{"model": m.label, "idx": i, "params": 0} for i, m in enumerate(config.models)]
-    with store.transaction() as conn:
+    from .memory import model_footprint  # parameter counts, traced without building a net
+
+    models = [{"model": m.label, "idx": i, "params": model_footprint(m, len(config.data.classes) or 10)[1]}
+              for i, m in enumerate(config.models)]
+    with store.transaction() as conn:  # the checks and the insert are one step: simultaneous requests queue one run
         if attach and sweep_id is None:
             same = conn.execute(
                 "SELECT run_id FROM runs WHERE fingerprint = ? AND status IN (?, ?, ?, ?, ?) ORDER BY created "
@@ -156,14 +159,10 @@ def submit(store: RunStore, config: Config, owner_key: str, *, preset: str = "",
             if sum(waiting.values()) >= cfg.max_queued:
                 raise JobRefused(f"the queue is full ({sum(waiting.values())} runs waiting): try again in a few "
                                  "minutes")
-    from .memory import model_footprint  # parameter counts, traced without building a net
-
-    models = [{**row, "params": model_footprint(m, len(config.data.classes) or 10)[1]}
-              for row, m in zip(models, config.models)]
-    run_id = store.create_run(config, preset=preset, data_source=config.data.source, models=models, status=status,
-                              owner=owner, key_hash=key_hash(owner_key), fingerprint=fingerprint, device_kind=kind,
-                              estimate_s=cost.seconds, peak_bytes=cost.memory.total, budget_s=budget_s,
-                              sweep_id=sweep_id, control=str(Control.RUN))
+        run_id = store.create_run(config, preset=preset, data_source=config.data.source, models=models,
+                                  status=status, owner=owner, key_hash=key_hash(owner_key), fingerprint=fingerprint,
+                                  device_kind=kind, estimate_s=cost.seconds, peak_bytes=cost.memory.total,
+                                  budget_s=budget_s, sweep_id=sweep_id, control=str(Control.RUN))
     return Submission(run_id=run_id, attached=False, estimate=cost)
 
 

@@ -134,13 +134,19 @@ def memory_limit(device_kind: str, device_memory: int | None = None) -> int:
 
 
 def largest_batch(config: Config, device_kind: str, precision: str, limit: int) -> int:
-    """The largest batch size at which `config` fits in `limit` bytes (0 if not even one image fits)."""
-    one = predict(replace(config, optim=replace(config.optim, batch_size=1)), device_kind, precision)
-    per_image = predict(replace(config, optim=replace(config.optim, batch_size=2)), device_kind,
-                        precision).total - one.total
-    if one.total > limit:
-        return 0
-    return int(min(4096, 1 + (limit - one.total) // max(per_image, 1)))
+    """The largest batch size (at most 4096) at which `config` fits in `limit` bytes, 0 if not even one image fits:
+    a bisection over `predict` (arithmetic on cached footprints), exact where the prediction meets the limit."""
+    def fits(batch: int) -> bool:
+        return predict(replace(config, optim=replace(config.optim, batch_size=batch)), device_kind,
+                       precision).total <= limit
+
+    low, high = 0, 4096  # fits(low) holds (no batch, nothing to check); fits(high) is checked first
+    if fits(high):
+        return high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 def check(config: Config, device_kind: str, precision: str, limit: int | None = None,

@@ -306,8 +306,12 @@ class RunStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that takes the write lock up front, so it never fails half-way on a busy
-        database; everything in it commits together or not at all."""
+        database; everything in it commits together or not at all. Opened inside another of this thread's
+        transactions, it is part of that one (a check and the write it allows stay one step)."""
         conn = self._conn()
+        if conn.in_transaction:
+            yield conn
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:

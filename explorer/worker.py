@@ -61,18 +61,24 @@ class DataCache:
         return load_data(cfg, full=self._full[1])
 
 
+class LeaseLost(RuntimeError):
+    """The worker's lease on its run lapsed (the run was reaped, or another worker holds it): stop at once."""
+
+
 class _LeasedSink:
     """The store as the trainer sees it, while this worker holds the run's lease: once the lease is lost (the run
-    was reaped as interrupted, e.g. after the machine stalled), writes stop, so a late worker never overwrites
-    what the store already concluded."""
+    was reaped as interrupted, e.g. after the machine stalled), every write raises `LeaseLost`, which ends the
+    trainer before it saves another checkpoint: a late worker never overwrites what the store concluded, and never
+    leaves a checkpoint ahead of the records the store kept (a resumed run would skip the steps between)."""
 
     def __init__(self, store: RunStore):
         self.store = store
         self.lost = threading.Event()
 
     def _write(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        if not self.lost.is_set():
-            method(*args, **kwargs)
+        if self.lost.is_set():
+            raise LeaseLost("this worker's lease on the run lapsed: the run was reaped or taken over")
+        method(*args, **kwargs)
 
     def append(self, run_id: str, **rows: list[dict]) -> None:
         self._write(self.store.append, run_id, **rows)
@@ -107,27 +113,36 @@ class Worker:
         returns its final state."""
         store, sink = self.store, _LeasedSink(self.store)
         with self._renewing(run_id, sink):
-            row = store.run(run_id)
             try:
-                config = store.config(run_id)
-                policy, data = prepare(config, self.device, self.data)
-                store.set_run_facts(run_id, device=policy.name, data_source=data.source,
-                                    hostname=socket.gethostname(), torch_version=torch.__version__)
-            except Exception as error:  # a run that cannot start fails with its reason; the worker goes on
-                sink.set_status(run_id, RunState.FAILED, error=_reason(error))
-                return RunState.FAILED
-            self.trainer = Trainer(config, sink, run_id, data, policy, max_seconds=row["budget_s"],
-                                   checkpoint_path=checkpoint_path(store, run_id),
-                                   checkpoint_seconds=settings().checkpoint_seconds,
-                                   after=_after_training(row["preset"]))
-            if self._stopping.is_set():
-                self.trainer.stop()
-            try:
-                return self.trainer.run(resume=resume)
-            except Exception:
-                return RunState.FAILED  # the trainer recorded the failure and its reason
-            finally:
-                self.trainer = None
+                return self._train(run_id, resume, sink)
+            except LeaseLost:
+                return RunState.INTERRUPTED  # as the store says: the run is another worker's or resumable
+
+    def _train(self, run_id: str, resume: bool, sink: _LeasedSink) -> RunState:
+        store = self.store
+        row = store.run(run_id)
+        try:
+            config = store.config(run_id)
+            policy, data = prepare(config, self.device, self.data)
+            store.set_run_facts(run_id, device=policy.name, data_source=data.source,
+                                hostname=socket.gethostname(), torch_version=torch.__version__)
+        except Exception as error:  # a run that cannot start fails with its reason; the worker goes on
+            sink.set_status(run_id, RunState.FAILED, error=_reason(error))
+            return RunState.FAILED
+        self.trainer = Trainer(config, sink, run_id, data, policy, max_seconds=row["budget_s"],
+                               checkpoint_path=checkpoint_path(store, run_id),
+                               checkpoint_seconds=settings().checkpoint_seconds,
+                               after=_after_training(row["preset"]))
+        if self._stopping.is_set():
+            self.trainer.stop()
+        try:
+            return self.trainer.run(resume=resume)
+        except LeaseLost:
+            raise
+        except Exception:
+            return RunState.FAILED  # the trainer recorded the failure and its reason
+        finally:
+            self.trainer = None
 
     @contextmanager
     def _renewing(self, run_id: str, sink: _LeasedSink) -> Iterator[None]:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from explorer.config import (BLOCKS, ORDERS, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config, ConfigError,
+from explorer.config import (BLOCKS, DEEPEST, ORDERS, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config, ConfigError,
                              ModelConfig, blocks_per_stage, depth_of, depth_rule)
 from explorer.diagram import (DETAILS, bottleneck_arithmetic, cost_table, described, format_count, format_shape,
                               model_dot)
@@ -174,6 +174,7 @@ def page() -> None:
 
     st.subheader("Basic against bottleneck blocks")
     n = blocks_per_stage(model.family, model.depth, model.block) or 3  # VGG has no n: compare at ResNet-20's
+    n = min(n, blocks_per_stage("resnet", DEEPEST["bottleneck"], "bottleneck"))  # 1202 basic: the 1001 bottleneck
     compared = tuple(replace(model, family="resnet", block=block, depth=depth_of(block, n))
                      for block in ("basic", "bottleneck"))
     table = costs(compared)

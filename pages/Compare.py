@@ -57,7 +57,11 @@ def page() -> None:
                "per depth) are drawn below with their spread.")
     store = session.get_store()
     all_runs = session.runs_table()
-    wanted = [r for r in st.query_params.get("runs", "").split(",") if valid_run_id(r)]
+    asked = [r for r in st.query_params.get("runs", "").split(",") if r]
+    wanted = [r for r in asked if valid_run_id(r) and store.has_run(r)]
+    if len(wanted) < len(asked):
+        st.warning(f"{len(asked) - len(wanted)} run(s) from the link are not in this app's run store "
+                   f"({plain(', '.join(r[:24] for r in asked if r not in wanted)[:200])}): showing the others.")
     run_ids = session.pick_runs("compare_runs", all_runs, default=wanted or all_runs["run_id"][:2].tolist(),
                                 label="Runs to compare")
     session.sync_url({"runs": ",".join(run_ids)})

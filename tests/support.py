@@ -43,3 +43,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0, interval: flo
 
 def status(store: RunStore, run_id: str) -> RunState:
     return store.status(run_id)
+
+
+def tiny_sweep(name: str = "tiny sweep", families=("plain", "resnet"), depths=(8, 14), seeds: int = 2,
+               steps: int = 4, **grid):
+    """A sweep of one-model members on `TINY_DATA`: families × depths × `seeds`, `steps` steps each, no probes."""
+    from explorer.sweep import SweepSpec
+
+    return SweepSpec(name, base=tiny_config(models=("resnet8",), steps=steps, eval_every=2, probe_every=0),
+                     grid={"family": list(families), "depth": list(depths), **grid}, seeds=seeds)

@@ -1,4 +1,4 @@
-"""The figure builders of explorer/charts.py on small hand-made store tables (no training, no Streamlit)."""
+"""The figure builders of explorer/ui/charts.py on small hand-made store tables (no training, no Streamlit)."""
 
 import numpy as np
 import pandas as pd
@@ -62,9 +62,10 @@ def test_error_figure_puts_families_side_by_side_with_train_dashed_and_test_soli
     train = [t for t in fig.data if t.line.dash == "dash"]
     test = [t for t in fig.data if t.line.dash != "dash"]
     assert len(train) == len(test) == len(MODELS)
-    assert {t.xaxis for t in fig.data if t.name.startswith("plain")} == {"x"}
-    assert {t.xaxis for t in fig.data if t.name.startswith("resnet")} == {"x2"}
-    assert [t.name for t in train] == list(MODELS)  # legend order: plain then resnet, shallow to deep
+    assert {t.xaxis for t in fig.data if t.name.startswith("Plain-")} == {"x"}
+    assert {t.xaxis for t in fig.data if t.name.startswith("ResNet-")} == {"x2"}
+    # legend order: plain then resnet, shallow to deep, under the names a student reads
+    assert [t.name for t in train] == ["Plain-20", "Plain-56", "ResNet-20", "ResNet-56"]
     assert fig.layout.uirevision == "explorer"
 
 

@@ -4,6 +4,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from explorer.cli import main
 
@@ -30,8 +31,13 @@ def test_describe_table_names_the_model(capsys):
     (["describe", "--models", "resnet20", "--depth", "56"], "not both"),
     (["describe", "--depth", "deep"], "comma list of int"),
     (["train", "--preset", "nonsense"], "unknown preset 'nonsense'"),
-    (["train", "--models", "resnet8", "--lr", "fast"], "not a valid float"),
-    (["train", "--models", "resnet8", "--data", "/no/such/dir", "--steps", "1"], "/no/such/dir"),
+    (["train", "--models", "resnet8", "--lr", "fast"], "lr='fast' is not a number"),
+    (["train", "--models", "resnet8", "--data", "/no/such/dir", "--steps", "1"], "is not a name"),
+    (["train", "--models", "resnet8", "--data", "nosuchroot", "--steps", "1", "--device", "cpu"],
+     "unknown data source 'nosuchroot'"),
+    (["describe", "--depth", ""], "--depth is empty"),
+    (["describe", "--models", ",,,"], "--models is empty"),
+    (["train", "--models", "resnet8", "--steps", "1", "--budget", "nan"], "--budget 'nan'"),
     (["train", "--config", "/no/such/config.json"], "No such file"),
     (["export", "r-missing", "--out", "x.csv"], "r-missing"),
     (["frobnicate"], "invalid choice"),
@@ -49,18 +55,64 @@ def test_the_entry_point_prints_no_traceback(tmp_path):
     assert result.stderr.strip() == "error: depth 21 is not 6n+2 for basic blocks: try 20 or 26"
 
 
-def test_train_runs_lists_and_exports(tmp_path):
-    result = run_cli("train", "--family", "plain,resnet", "--depth", "8", "--data", "synthetic", "--subset", "64",
-                     "--test", "32", "--batch", "16", "--steps", "4", "--device", "cpu", tmp_path=tmp_path)
-    assert result.returncode == 0, result.stderr
-    run_id = result.stdout.strip().splitlines()[-1]
-    assert "step 4/4" in result.stderr
+TINY_RUN = ["--data", "synthetic", "--subset", "64", "--test", "32", "--batch", "16", "--device", "cpu",
+            "--threads", "1"]
 
-    listed = run_cli("runs", "--json", tmp_path=tmp_path)
-    assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+
+def cli(tmp_path, capsys, *args: str) -> tuple[int, str, str]:
+    """main() in this process (a subprocess would spend seconds importing torch): exit code, stdout, stderr."""
+    code = main(["--store", str(tmp_path / "runs.sqlite"), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_train_runs_lists_exports_and_saves_weights(tmp_path, capsys):
+    code, out, err = cli(tmp_path, capsys, "train", "--family", "plain,resnet", "--depth", "8", "--steps", "4",
+                         *TINY_RUN)
+    assert code == 0, err
+    run_id = out.strip().splitlines()[-1]
+    assert "step 4/4" in err and "finished" in err
+
+    code, out, _ = cli(tmp_path, capsys, "runs", "--json")
+    assert code == 0
+    assert [(r["run_id"], r["status"]) for r in json.loads(out)] == [(run_id, "finished")]
 
     for fmt in ("csv", "parquet"):
-        out = tmp_path / f"metrics.{fmt}"
-        assert run_cli("export", run_id, "--format", fmt, "--out", str(out), tmp_path=tmp_path).returncode == 0
-        frame = pd.read_csv(out) if fmt == "csv" else pd.read_parquet(out)
+        path = tmp_path / f"metrics.{fmt}"
+        assert cli(tmp_path, capsys, "export", run_id, "--format", fmt, "--out", str(path))[0] == 0
+        frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
         assert set(frame["model"]) == {"plain8", "resnet8"}
+        assert frame.groupby("model").step.max().tolist() == [3, 3]
+
+    weights = tmp_path / "weights.pt"
+    assert cli(tmp_path, capsys, "weights", run_id, "--out", str(weights))[0] == 0
+    state = torch.load(weights, weights_only=True)
+    assert sorted(state) == ["plain8", "resnet8"]
+    from explorer.config import ModelConfig
+    from explorer.models import build_model
+
+    untrained = build_model(ModelConfig.parse("resnet8"), seed=0)
+    initial = {k: v.clone() for k, v in untrained.state_dict().items()}
+    untrained.load_state_dict(state["resnet8"])  # strict: every parameter and buffer of the net
+    assert not torch.equal(initial["classifier.0.weight"], state["resnet8"]["classifier.0.weight"])  # trained
+
+
+def test_a_diverged_run_exits_1_with_the_reason(tmp_path, capsys, monkeypatch):
+    import explorer.trainer
+
+    monkeypatch.setattr(explorer.trainer, "loss_bound", lambda classes: -1.0)  # every loss counts as exploded
+    code, _, err = cli(tmp_path, capsys, "train", "--models", "resnet8", "--steps", "3", *TINY_RUN)
+    assert code == 1
+    assert "diverged" in err.strip().splitlines()[-1] and "lower the learning rate" in err
+
+
+def test_controlling_a_run_needs_its_owner_key(tmp_path, capsys):
+    code, out, _ = cli(tmp_path, capsys, "train", "--models", "resnet8", "--steps", "2", "--queue", *TINY_RUN)
+    assert code == 0
+    run_id = out.strip().splitlines()[-1]
+    code, _, err = cli(tmp_path, capsys, "control", run_id, "stop", "--key", "someone-else")
+    assert code == 2 and "owner's link" in err
+    code, out, _ = cli(tmp_path, capsys, "control", run_id, "stop")  # this machine's command line owns it
+    assert code == 0 and "stop requested" in out
+    code, out, _ = cli(tmp_path, capsys, "runs", "--json")
+    assert json.loads(out)[0]["status"] == "cancelled"  # stopped before a worker claimed it

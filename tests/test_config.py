@@ -27,7 +27,7 @@ def test_label_round_trip_for_every_option():
     ("vgg17", "use 11, 13, 16 or 19"),
     ("resnet20-Q", "unknown option 'Q'"),
     ("densenet20", "must start with plain, resnet or vgg"),
-    ("resnet20-w3", "width 3 is not one of"),
+    ("resnet20-w3", "width 3.0 is not one of 0.25, 0.5, 1, 2, 4"),
 ])
 def test_bad_model_labels_say_what_to_change(label, message):
     with pytest.raises(ConfigError, match=message.replace("+", r"\+").replace("(", r"\(")):
@@ -46,7 +46,7 @@ def test_json_round_trip():
     config = Config(models=model_grid(family=["plain", "resnet"], depth=[20, 56]),
                     data=DataConfig(source="cifar10", subset=2000, classes=("cat", "dog"), augment=False),
                     optim=OptimConfig(optimizer="adam", lr=0.003, warmup_epochs=2, schedule="step"),
-                    bf16=True, seed=7, name="demo")
+                    precision="bf16", seed=7, name="demo")
     assert Config.from_json(config.to_json()) == config
 
 
@@ -66,10 +66,11 @@ def test_query_overrides_a_base():
 
 @pytest.mark.parametrize("query, message", [
     ("models=resnet21", "try 20 or 26"),
-    ("lr=fast", "lr='fast' is not a valid float"),
-    ("bf16=maybe", "must be 0 or 1"),
+    ("lr=fast", "lr='fast' is not a number"),
+    ("augment=maybe", "must be 0 or 1"),
+    ("precision=fp16", "precision 'fp16' is not one of auto, fp32, bf16"),
     ("colour=red", "unknown URL parameter 'colour'"),
-    ("lr=1000", "lr 1000.0 is out of range"),
+    ("lr=1000", "lr 1000 is out of range: use a number from 1e-06 to 100"),
     ("models=resnet20,resnet20", "listed twice"),
     ("classes=cat,unicorn", "unknown class 'unicorn'"),
     ("classes=cat", "at least two classes"),
@@ -91,3 +92,39 @@ def test_bad_json_raises_config_error():
 def test_model_grid_is_the_cross_product_in_order():
     grid = model_grid(family=["plain", "resnet"], depth=[20, 56])
     assert [m.label for m in grid] == ["plain20", "plain56", "resnet20", "resnet56"]
+
+
+def test_links_and_files_written_before_precision_still_read():
+    assert Config.from_query("bf16=1").precision == "bf16"
+    assert Config.from_query("bf16=0").precision == "fp32"
+    assert Config.from_json('{"bf16": true}').precision == "bf16"
+    assert Config.from_json('{"bf16": false}').precision == "fp32"
+
+
+def test_a_data_source_is_a_name_never_a_path():
+    assert Config.from_query("data=flowers").data.source == "flowers"
+    for path in ("/etc", "../data", "data/cifar", "~/images", "C:\\data"):
+        with pytest.raises(ConfigError, match="is not a name"):
+            Config.from_query({"data": path})
+
+
+def test_display_names_are_what_a_student_reads():
+    assert ModelConfig.parse("resnet56").display_name == "ResNet-56"
+    assert ModelConfig.parse("plain20").display_name == "Plain-20"
+    assert ModelConfig.parse("resnet56-zi").display_name == "ResNet-56 (identity at start)"
+    assert ModelConfig.parse("resnet110-B-pre").display_name == "ResNet-110 (shortcut B, pre-activation)"
+
+
+def test_fingerprint_ignores_the_name_only():
+    base = Config(seed=1, name="mine")
+    assert base.fingerprint() == Config(seed=1, name="yours").fingerprint()
+    assert base.fingerprint() != Config(seed=2, name="mine").fingerprint()
+    assert base.fingerprint() != Config(seed=1, precision="fp32", name="mine").fingerprint()
+
+
+def test_evaluation_interval_draws_about_25_points_unless_set():
+    config = Config(data=DataConfig(subset=1000), optim=OptimConfig(batch_size=100, epochs=10))
+    assert config.run_steps() == (100, 10)
+    assert config.evaluation_interval() == 4
+    assert Config(optim=OptimConfig(steps=10)).evaluation_interval() == 1
+    assert Config(optim=OptimConfig(steps=1000), eval_every=7).evaluation_interval() == 7

@@ -1,6 +1,8 @@
-"""explorer.data on tiny fixtures built in tmp_path: python batches, ImageFolder copies, the cache, subsets, class
-selection, every DataError, the synthetic set, BatchStream and normalisation."""
+"""explorer.data on tiny fixtures built in tmp_path: python batches (md5-checked before unpickling), ImageFolder
+copies, data sources by name, the cache, parallel decoding, subsets, class selection, every DataError, the
+synthetic set, BatchStream and normalisation."""
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -11,18 +13,20 @@ import torch
 import torchvision
 from PIL import Image
 
-from explorer import data
+from explorer import data, decode
 from explorer.config import CIFAR10_CLASSES, DataConfig
 from explorer.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     BatchStream,
     DataError,
+    available_sources,
     crop_flip,
     eval_batches,
     find_cifar10,
     load_data,
     normalize,
+    select_subset,
     synthetic_cifar,
 )
 
@@ -43,6 +47,27 @@ def write_batches(folder: Path, seed: int = 0) -> dict[str, np.ndarray]:
     return written
 
 
+def trust(folder: Path, monkeypatch) -> None:
+    """Make the batch files now in `folder` the 'official' ones: their md5 becomes the published one."""
+    for name in data.BATCH_FILES:
+        if (folder / name).is_file():
+            monkeypatch.setitem(data.BATCH_MD5, name, hashlib.md5((folder / name).read_bytes()).hexdigest())
+
+
+@pytest.fixture
+def cifar_dir(tmp_path, monkeypatch) -> Path:
+    """A data directory holding (fake, trusted) CIFAR-10 python batches; the source cifar10 finds it."""
+    root = tmp_path / "data"
+    write_batches(root / data.BATCHES_FOLDER)
+    trust(root / data.BATCHES_FOLDER, monkeypatch)
+    monkeypatch.setenv("EXPLORER_DATA_DIR", str(root))
+    return root
+
+
+def cifar(subset: int = 100, test_subset: int = 20, **kwargs) -> DataConfig:
+    return DataConfig(source="cifar10", subset=subset, test_subset=test_subset, **kwargs)
+
+
 def class_colour(label: int) -> tuple[int, int, int]:
     return (20 * label + 10, 240 - 20 * label, 100)
 
@@ -57,15 +82,31 @@ def write_imagefolder(root: Path, classes, train: int = 4, test: int = 2, size=(
                 Image.new("RGB", size, class_colour(label)).save(folder / f"{i:04d}.{suffix}")
 
 
+def image_root(tmp_path, monkeypatch, name: str = "imgs") -> Path:
+    """An empty folder that the operator offers as the data root `name` (EXPLORER_DATA_ROOTS)."""
+    root = tmp_path / "roots" / name
+    root.mkdir(parents=True)
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", f"{name}={root}")
+    return root
+
+
+def folder(subset: int = 10, test_subset: int = 10, **kwargs) -> DataConfig:
+    return DataConfig(source="imgs", subset=subset, test_subset=test_subset, **kwargs)
+
+
 def mean_colour(images: torch.Tensor) -> torch.Tensor:
     return images.float().mean(dim=(-2, -1))
 
 
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
 # --- python batches ------------------------------------------------------------------------------------------------
 
-def test_batches_load_with_shapes_dtypes_and_pixels(tmp_path):
-    written = write_batches(tmp_path / "cifar-10-batches-py")
-    result = load_data(DataConfig(source=str(tmp_path), subset=100, test_subset=20))
+def test_batches_load_with_shapes_dtypes_and_pixels(cifar_dir):
+    written = write_batches(cifar_dir / data.BATCHES_FOLDER)  # the same files again (same seed, same md5)
+    result = load_data(cifar())
     assert result.train_x.shape == (100, 3, 32, 32) and result.train_x.dtype == torch.uint8
     assert result.train_y.shape == (100,) and result.train_y.dtype == torch.int64
     assert result.test_x.shape == (20, 3, 32, 32) and result.test_y.dtype == torch.int64
@@ -77,12 +118,16 @@ def test_batches_load_with_shapes_dtypes_and_pixels(tmp_path):
     assert result.train_y.tolist() == [i % 10 for i in range(100)]
 
 
-def test_cifar10_source_searches_the_env_data_dir(tmp_path, monkeypatch):
-    write_batches(tmp_path / "mine" / "cifar-10-batches-py")
-    monkeypatch.setenv("EXPLORER_DATA_DIR", str(tmp_path / "mine"))
-    result = load_data(DataConfig(source="cifar10", subset=50, test_subset=10))
-    assert result.kind == "cifar10" and str(tmp_path / "mine") in result.source
+def test_cifar10_source_searches_the_env_data_dir(cifar_dir):
+    result = load_data(cifar(50, 10))
+    assert result.kind == "cifar10"
     assert torch.bincount(result.train_y).tolist() == [5] * 10
+
+
+def test_an_explicit_data_dir_overrides_the_environment(tmp_path, monkeypatch):
+    write_batches(tmp_path / "mine" / data.BATCHES_FOLDER)
+    trust(tmp_path / "mine" / data.BATCHES_FOLDER, monkeypatch)
+    assert len(load_data(cifar(20, 10), tmp_path / "mine").train_y) == 20
 
 
 def test_find_cifar10_on_fixtures(tmp_path):
@@ -104,11 +149,11 @@ def test_download_reports_progress_and_loads(tmp_path, monkeypatch):
         def __init__(self, root, download):
             assert download
             write_batches(Path(root) / "cifar-10-batches-py")
+            trust(Path(root) / "cifar-10-batches-py", monkeypatch)
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
     reports = []
-    result = load_data(DataConfig(source="cifar10", subset=20, test_subset=10), tmp_path,
-                       progress=lambda fraction, message: reports.append((fraction, message)))
+    result = load_data(cifar(20, 10), tmp_path, progress=lambda fraction, message: reports.append((fraction, message)))
     assert result.kind == "cifar10" and len(result.train_y) == 20
     fractions = [f for f, _ in reports]
     assert all(0 <= f <= 1 for f in fractions) and fractions[-1] == 1.0
@@ -124,11 +169,88 @@ def test_failed_download_raises_data_error(tmp_path, monkeypatch):
         load_data(DataConfig(source="cifar10"), tmp_path)
 
 
+def test_a_hosted_server_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_HOSTED", "1")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", lambda root, download: pytest.fail("downloaded"))
+    with pytest.raises(DataError, match="not installed on this server"):
+        load_data(DataConfig(source="cifar10"), tmp_path)
+    assert "cifar10" not in available_sources(tmp_path)
+
+
+class _Planted:
+    """Unpickling this creates `marker`: what a planted pickle could do (any code runs the same way)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_planted_pickle_is_refused_by_its_checksum_and_never_unpickled(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    write_batches(root / data.BATCHES_FOLDER)
+    trust(root / data.BATCHES_FOLDER, monkeypatch)
+    marker = tmp_path / "pwned"
+    planted = pickle.dumps({b"data": _Planted(marker), b"labels": [0]})
+    (root / data.BATCHES_FOLDER / "data_batch_1").write_bytes(planted)
+    with pytest.raises(DataError, match="data_batch_1 does not match the official checksum"):
+        load_data(cifar(), root)
+    assert not marker.exists()
+    pickle.loads(planted)  # the fixture is real: unpickling it would have run its code
+    assert marker.exists()
+
+
+def test_the_checksums_are_torchvisions():
+    published = dict(torchvision.datasets.CIFAR10.train_list + torchvision.datasets.CIFAR10.test_list)
+    assert data.BATCH_MD5 == published and set(published) == set(data.BATCH_FILES)
+    assert data.BATCH_MD5["data_batch_1"] == "c99cafc152244af753f735de768cd75f"
+
+
+# --- data sources by name ------------------------------------------------------------------------------------------
+
+def test_an_unknown_source_name_lists_the_available_ones(tmp_path, monkeypatch):
+    write_imagefolder(image_root(tmp_path, monkeypatch, "pets"), ["cat", "dog"])
+    with pytest.raises(DataError, match="unknown data source 'flowers': choose one of synthetic, cifar10, pets"):
+        load_data(DataConfig(source="flowers"))
+
+
+def test_a_data_root_is_loaded_by_its_name(tmp_path, monkeypatch):
+    write_imagefolder(image_root(tmp_path, monkeypatch, "pets"), ["cat", "dog"], train=6, test=5)
+    assert available_sources()["pets"] == "image folder 'pets' (ImageFolder)"
+    result = load_data(DataConfig(source="pets", subset=12, test_subset=10))
+    assert result.kind == "folder" and result.classes == ["cat", "dog"] and "pets" in result.source
+    assert torch.bincount(result.train_y).tolist() == [6, 6]
+
+
+def test_a_data_dir_holding_other_images_is_offered_under_its_folder_name(tmp_path, monkeypatch):
+    root = tmp_path / "My Flowers"
+    write_imagefolder(root, ["rose", "tulip", "daisy"], train=4, test=4)
+    monkeypatch.setenv("EXPLORER_DATA_DIR", str(root))
+    sources = available_sources()
+    assert set(sources) == {"synthetic", "cifar10", "my-flowers"}
+    assert data.source_classes("my-flowers") == ["daisy", "rose", "tulip"]  # for pickers, without decoding
+    result = load_data(DataConfig(source="my-flowers", subset=12, test_subset=12))
+    assert result.classes == ["daisy", "rose", "tulip"]  # the class folders, sorted
+    assert torch.bincount(result.train_y).tolist() == [4, 4, 4]
+
+
+def test_nothing_is_written_into_the_data_folder(tmp_path, monkeypatch, cifar_dir):
+    images = image_root(tmp_path, monkeypatch)
+    write_imagefolder(images, ["c0", "c1"], train=5, test=5)
+    before = {root: snapshot(root) for root in (cifar_dir, images)}
+    load_data(cifar())
+    load_data(folder(10, 10))
+    assert {root: snapshot(root) for root in (cifar_dir, images)} == before
+    cached = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("*.pt"))
+    assert cached == ["batches", "imagefolder"]  # the decoded images went to EXPLORER_CACHE_DIR
+
+
 # --- ImageFolder ---------------------------------------------------------------------------------------------------
 
-def test_imagefolder_resizes_and_labels_by_folder(tmp_path):
-    write_imagefolder(tmp_path, ["c0", "c1", "c2"], train=4, test=4)
-    result = load_data(DataConfig(source=str(tmp_path), subset=12, test_subset=12))
+def test_imagefolder_resizes_and_labels_by_folder(tmp_path, monkeypatch):
+    write_imagefolder(image_root(tmp_path, monkeypatch), ["c0", "c1", "c2"], train=4, test=4)
+    result = load_data(folder(12, 12))
     assert result.kind == "folder" and result.classes == ["c0", "c1", "c2"]
     assert result.train_x.shape == (12, 3, 32, 32) and result.train_x.dtype == torch.uint8
     for images, labels, tolerance in ((result.train_x, result.train_y, 0), (result.test_x, result.test_y, 3)):
@@ -144,55 +266,94 @@ def test_cifar10_jpg_folder_counts_as_cifar10(tmp_path):
 
 
 def test_cache_is_used_then_invalidated_by_a_changed_file(tmp_path, monkeypatch):
-    write_imagefolder(tmp_path, ["c0", "c1"], train=5, test=5)
-    cfg = DataConfig(source=str(tmp_path), subset=10, test_subset=10)
-    first = load_data(cfg)
-    assert list((tmp_path / ".cache").glob("*.pt"))
+    root = image_root(tmp_path, monkeypatch)
+    write_imagefolder(root, ["c0", "c1"], train=5, test=5)
+    first = load_data(folder())
+    assert list((tmp_path / "cache").glob("imagefolder-*.pt"))
 
     def no_decoding(*args):
         raise AssertionError("decoded again although the cache was valid")
 
     original = data._decode_images
     monkeypatch.setattr(data, "_decode_images", no_decoding)
-    second = load_data(cfg)
+    second = load_data(folder())
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
 
-    changed = tmp_path / "train" / "c0" / "0000.png"
+    changed = root / "train" / "c0" / "0000.png"
     Image.new("RGB", (40, 36), (0, 0, 0)).save(changed)
     os.utime(changed, ns=(10**18, 10**18))
     with pytest.raises(AssertionError, match="decoded again"):
-        load_data(cfg)
+        load_data(folder())
     monkeypatch.setattr(data, "_decode_images", original)
-    third = load_data(cfg)
+    third = load_data(folder())
     assert mean_colour(third.train_x[0]).tolist() == [0.0, 0.0, 0.0]
 
 
-def test_batches_cache_skips_unpickling(tmp_path, monkeypatch):
-    write_batches(tmp_path / "cifar-10-batches-py")
-    cfg = DataConfig(source=str(tmp_path), subset=100, test_subset=20)
-    first = load_data(cfg)
+def test_batches_cache_skips_unpickling(cifar_dir, monkeypatch):
+    first = load_data(cifar())
     monkeypatch.setattr(data, "_read_batch", lambda path: pytest.fail("read a batch although the cache was valid"))
-    assert torch.equal(load_data(cfg).train_x, first.train_x)
+    assert torch.equal(load_data(cifar()).train_x, first.train_x)
+
+
+def write_noise_images(root: Path, count: int) -> list[str]:
+    """Images of random pixels and assorted sizes and modes (some need resizing or RGB conversion)."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        size = (32, 32) if i % 3 else (40 + i, 30 + i)
+        image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+        if i % 4 == 1:
+            image = image.convert("L")
+        path = root / f"{i:03d}.{'png' if i % 2 else 'jpg'}"
+        image.save(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="parallel decoding needs two cores")
+def test_parallel_decoding_gives_the_pixels_of_serial_decoding(tmp_path, monkeypatch):
+    paths = write_noise_images(tmp_path, 13)
+    serial = decode.decode_files(paths)
+    monkeypatch.setattr(decode, "PARALLEL_FROM", 4)
+    monkeypatch.setattr(decode, "CHUNK", 5)  # three chunks, so their order matters
+    spawned = []
+    original_pool = decode.ProcessPoolExecutor
+    monkeypatch.setattr(decode, "ProcessPoolExecutor", lambda *a, **k: spawned.append(1) or original_pool(*a, **k))
+    counts = []
+    parallel = decode.decode_many(paths, counts.append)
+    assert spawned, "decode_many did not decode in worker processes"
+    assert parallel.shape == (13, 32, 32, 3) and parallel.dtype == np.uint8
+    assert np.array_equal(parallel, serial)
+    assert counts == [5, 10, 13]
+
+
+def test_serial_decoding_converts_and_resizes(tmp_path):
+    paths = write_noise_images(tmp_path, 4)
+    pixels = decode.decode_files(paths)
+    assert pixels.shape == (4, 32, 32, 3)
+    with Image.open(paths[1]) as grey:  # a grey image becomes three equal channels
+        assert np.array_equal(pixels[1][..., 0], np.asarray(grey))
+        assert np.array_equal(pixels[1][..., 0], pixels[1][..., 2])
+    with Image.open(paths[2]) as exact:  # a 32x32 RGB file is taken as it is
+        assert np.array_equal(pixels[2], np.asarray(exact))
 
 
 # --- subsets and class selection -----------------------------------------------------------------------------------
 
-def test_subsets_are_balanced_and_deterministic(tmp_path):
-    write_batches(tmp_path / "cifar-10-batches-py")
-    cfg = DataConfig(source=str(tmp_path), subset=30, test_subset=10, seed=1)
-    first, again = load_data(cfg), load_data(cfg)
-    other = load_data(DataConfig(source=str(tmp_path), subset=30, test_subset=10, seed=2))
+def test_subsets_are_balanced_and_deterministic(cifar_dir):
+    first, again = load_data(cifar(30, 10, seed=1)), load_data(cifar(30, 10, seed=1))
+    other = load_data(cifar(30, 10, seed=2))
     assert torch.bincount(first.train_y).tolist() == [3] * 10
     assert torch.bincount(first.test_y).tolist() == [1] * 10
     assert torch.equal(first.train_x, again.train_x) and torch.equal(first.test_x, again.test_x)
     assert not torch.equal(first.train_x, other.train_x)
-    uneven = load_data(DataConfig(source=str(tmp_path), subset=13, test_subset=10))
+    uneven = load_data(cifar(13, 10))
     assert torch.bincount(uneven.train_y).tolist() == [2, 2, 2] + [1] * 7
 
 
-def test_class_selection_remaps_labels_in_the_given_order(tmp_path):
-    write_imagefolder(tmp_path, ["c0", "c1", "c2"], train=6, test=6)
-    result = load_data(DataConfig(source=str(tmp_path), subset=12, test_subset=10, classes=("c2", "c0")))
+def test_class_selection_remaps_labels_in_the_given_order(tmp_path, monkeypatch):
+    write_imagefolder(image_root(tmp_path, monkeypatch), ["c0", "c1", "c2"], train=6, test=6)
+    result = load_data(folder(12, 10, classes=("c2", "c0")))
     assert result.classes == ["c2", "c0"]
     assert sorted(set(result.train_y.tolist())) == [0, 1]
     assert torch.bincount(result.train_y).tolist() == [6, 6]
@@ -201,83 +362,112 @@ def test_class_selection_remaps_labels_in_the_given_order(tmp_path):
     assert colours[result.train_y == 1, 0].eq(class_colour(0)[0]).all()
 
 
+def subsets_equal(a: data.ImageData, b: data.ImageData) -> bool:
+    return a.classes == b.classes and all(torch.equal(getattr(a, k).cpu(), getattr(b, k).cpu())
+                                          for k in ("train_x", "train_y", "test_x", "test_y"))
+
+
+def test_a_subset_of_a_resident_set_equals_the_subset_of_a_fresh_copy():
+    full = synthetic_cifar(100, 40, seed=0)
+    expected = select_subset(full, ("dog", "cat", "ship"), 15, 6, seed=4)
+    assert expected.classes == ["dog", "cat", "ship"] and torch.bincount(expected.train_y).tolist() == [5] * 3
+    copy = full.to("cpu")
+    copy.train_x = copy.train_x.clone()  # a separate copy, not a view of the same storage
+    assert subsets_equal(select_subset(copy, ("dog", "cat", "ship"), 15, 6, seed=4), expected)
+    assert not subsets_equal(select_subset(full, ("dog", "cat", "ship"), 15, 6, seed=5), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_subset_of_a_set_resident_on_the_gpu_equals_the_cpu_one():
+    full = synthetic_cifar(100, 40, seed=0)
+    on_gpu = select_subset(full.to("cuda"), ("dog", "cat", "ship"), 15, 6, seed=4)
+    assert on_gpu.train_x.device.type == "cuda" and on_gpu.train_y.device.type == "cuda"
+    assert subsets_equal(on_gpu, select_subset(full, ("dog", "cat", "ship"), 15, 6, seed=4))
+
+
 # --- errors --------------------------------------------------------------------------------------------------------
 
-def test_missing_data_directory(tmp_path):
+def test_missing_data_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", f"imgs={tmp_path / 'nowhere'}")
     with pytest.raises(DataError, match="does not exist"):
-        load_data(DataConfig(source=str(tmp_path / "nowhere")))
+        load_data(folder())
 
 
-def test_directory_without_data(tmp_path):
+def test_directory_without_data(tmp_path, monkeypatch):
+    image_root(tmp_path, monkeypatch)
     with pytest.raises(DataError, match="no images found.*train/<class>"):
-        load_data(DataConfig(source=str(tmp_path)))
+        load_data(folder())
 
 
-def test_corrupt_batch_names_the_file(tmp_path):
-    write_batches(tmp_path / "cifar-10-batches-py")
-    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+def test_corrupt_batch_names_the_file(cifar_dir, monkeypatch):
+    (cifar_dir / data.BATCHES_FOLDER / "data_batch_3").write_bytes(b"not a pickle")
+    trust(cifar_dir / data.BATCHES_FOLDER, monkeypatch)  # a corrupt file that passes the checksum
     with pytest.raises(DataError, match="data_batch_3 is corrupt.*download it again"):
-        load_data(DataConfig(source=str(tmp_path)))
+        load_data(cifar())
 
 
-def test_batch_with_wrong_pixels_is_corrupt(tmp_path):
-    write_batches(tmp_path / "cifar-10-batches-py")
-    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as file:
+def test_batch_with_wrong_pixels_is_corrupt(cifar_dir, monkeypatch):
+    with open(cifar_dir / data.BATCHES_FOLDER / "test_batch", "wb") as file:
         pickle.dump({b"data": np.zeros((3, 100), np.uint8), b"labels": [0, 1, 2]}, file)
+    trust(cifar_dir / data.BATCHES_FOLDER, monkeypatch)
     with pytest.raises(DataError, match="test_batch is corrupt"):
-        load_data(DataConfig(source=str(tmp_path)))
+        load_data(cifar())
 
 
-def test_incomplete_batches(tmp_path):
-    write_batches(tmp_path / "cifar-10-batches-py")
-    (tmp_path / "cifar-10-batches-py" / "data_batch_5").unlink()
+def test_incomplete_batches(tmp_path, monkeypatch):
+    root = image_root(tmp_path, monkeypatch)
+    write_batches(root / data.BATCHES_FOLDER)
+    (root / data.BATCHES_FOLDER / "data_batch_5").unlink()
     with pytest.raises(DataError, match="incomplete.*data_batch_5"):
-        load_data(DataConfig(source=str(tmp_path)))
+        load_data(folder())
 
 
-def test_class_folder_without_images(tmp_path):
-    write_imagefolder(tmp_path, ["c0", "c1"])
-    (tmp_path / "train" / "empty").mkdir()
-    (tmp_path / "train" / "empty" / "notes.txt").write_text("no image here")
-    (tmp_path / "test" / "empty").mkdir()
+def test_class_folder_without_images(tmp_path, monkeypatch):
+    root = image_root(tmp_path, monkeypatch)
+    write_imagefolder(root, ["c0", "c1"])
+    (root / "train" / "empty").mkdir()
+    (root / "train" / "empty" / "notes.txt").write_text("no image here")
+    (root / "test" / "empty").mkdir()
     with pytest.raises(DataError, match=r"class folder .*train.empty has no images"):
-        load_data(DataConfig(source=str(tmp_path)))
+        load_data(folder())
 
 
-def test_folder_without_class_folders(tmp_path):
-    (tmp_path / "train").mkdir()
-    (tmp_path / "test").mkdir()
-    Image.new("RGB", (32, 32)).save(tmp_path / "train" / "loose.png")
+def test_folder_without_class_folders(tmp_path, monkeypatch):
+    root = image_root(tmp_path, monkeypatch)
+    (root / "train").mkdir()
+    (root / "test").mkdir()
+    Image.new("RGB", (32, 32)).save(root / "train" / "loose.png")
     with pytest.raises(DataError, match="no class folders"):
-        load_data(DataConfig(source=str(tmp_path)))
+        load_data(folder())
 
 
-def test_test_classes_must_match_train_classes(tmp_path):
-    write_imagefolder(tmp_path, ["c0", "c1"])
-    (tmp_path / "test" / "c1").rename(tmp_path / "test" / "c9")
+def test_test_classes_must_match_train_classes(tmp_path, monkeypatch):
+    root = image_root(tmp_path, monkeypatch)
+    write_imagefolder(root, ["c0", "c1"])
+    (root / "test" / "c1").rename(root / "test" / "c9")
     with pytest.raises(DataError, match="same class folders"):
-        load_data(DataConfig(source=str(tmp_path)))
+        load_data(folder())
 
 
-def test_subset_larger_than_the_data_says_the_maximum(tmp_path):
-    write_batches(tmp_path / "cifar-10-batches-py")
+def test_subset_larger_than_the_data_says_the_maximum(cifar_dir):
     with pytest.raises(DataError, match="subset 101 .* at most 100 .*subset <= 100"):
-        load_data(DataConfig(source=str(tmp_path), subset=101, test_subset=10))
+        load_data(cifar(101, 10))
     with pytest.raises(DataError, match="test_subset <= 4"):
-        load_data(DataConfig(source=str(tmp_path), subset=10, test_subset=10, classes=("cat", "dog")))
+        load_data(cifar(10, 10, classes=("cat", "dog")))
 
 
-def test_unknown_class_of_a_folder(tmp_path):
-    write_imagefolder(tmp_path, ["c0", "c1"])
+def test_unknown_class_of_a_folder(tmp_path, monkeypatch):
+    write_imagefolder(image_root(tmp_path, monkeypatch), ["c0", "c1"])
     with pytest.raises(DataError, match="unknown class 'cat'.*c0, c1"):
-        load_data(DataConfig(source=str(tmp_path), subset=10, test_subset=10, classes=("cat", "c0")))
+        load_data(folder(classes=("cat", "c0")))
 
 
-def test_unreadable_image_names_the_file(tmp_path):
-    write_imagefolder(tmp_path, ["c0", "c1"])
-    (tmp_path / "train" / "c1" / "broken.png").write_bytes(b"\x89PNG but truncated")
+def test_unreadable_image_names_the_file(tmp_path, monkeypatch):
+    root = image_root(tmp_path, monkeypatch)
+    write_imagefolder(root, ["c0", "c1"])
+    (root / "train" / "c1" / "broken.png").write_bytes(b"\x89PNG but truncated")
     with pytest.raises(DataError, match=r"broken\.png"):
-        load_data(DataConfig(source=str(tmp_path)))
+        load_data(folder())
 
 
 # --- synthetic -----------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from explorer.config import ModelConfig
 from explorer.diagram import DiagramError, bottleneck_arithmetic, cost_table, format_count, model_dot
 from explorer.models import describe_config
 
-PAGE = Path(__file__).resolve().parents[1] / "pages" / "3_Architecture.py"
+ROOT = Path(__file__).resolve().parents[1]
 NODE = re.compile(r"^\s*(n\d+) \[label=(<.*>|\"(?:[^\"\\]|\\.)*\")", re.M)
 EDGE = re.compile(r"^\s*(n\d+) -> (n\d+)(?: \[(.*)\])?;$", re.M)
 
@@ -205,10 +205,19 @@ def test_cost_table_matches_describe_config():
 
 
 # --- the page ------------------------------------------------------------------------------------------------------
+def architecture_page(root: str) -> None:  # the script AppTest runs: the page alone, without the app's navigation
+    import sys
+
+    sys.path.insert(0, root)
+    from pages import Architecture
+
+    Architecture.page()
+
+
 def run_page(models: str):
     from streamlit.testing.v1 import AppTest
 
-    app = AppTest.from_file(str(PAGE), default_timeout=120)
+    app = AppTest.from_function(architecture_page, args=(str(ROOT),), default_timeout=120)
     app.query_params["models"] = models
     return app.run()
 

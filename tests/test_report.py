@@ -5,9 +5,11 @@ import pytest
 
 from explorer.config import Config, DataConfig, ModelConfig, OptimConfig
 from explorer.presets import PRESETS, Preset
-from explorer.report import write_report
 from explorer.reproduce import record, reproduce
-from explorer.store import RunStore, import_bundle
+from explorer.states import RunState
+from explorer.store import RunStore
+from explorer.trainer import Progress
+from explorer.ui.report import write_report
 
 TINY = Config(models=tuple(ModelConfig.parse(m) for m in ("plain8-w0.25", "plain14-w0.25", "resnet8-w0.25",
                                                           "resnet14-w0.25")),
@@ -55,11 +57,10 @@ def store(tmp_path):
 
 def test_reproduce_writes_a_self_contained_report_that_states_prediction_and_verdict(store, tmp_path):
     preset = PRESETS["degradation"]
-    seen = []
-    result = reproduce("degradation", config=TINY, store=store, out=tmp_path / "out" / "degradation.html",
-                       progress=seen.append)
+    result = reproduce("degradation", config=TINY, store=store, out=tmp_path / "out" / "degradation.html")
     assert result.report_path == tmp_path / "out" / "degradation.html"
-    assert seen and seen[-1].step == 4
+    progress = Progress.from_json(store.run(result.run_id)["progress"], store.status(result.run_id))
+    assert progress.state is RunState.FINISHED and progress.step == progress.total_steps == 4
     assert result.estimate is not None and result.estimate.steps == 4
     html = result.report_path.read_text()
     page = Page(html)
@@ -95,7 +96,8 @@ def test_cost_table_for_the_bottleneck_preset(store, tmp_path):
 
 
 def test_record_exports_bundles_that_replay_to_the_same_verdict(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(Preset, "config", lambda self, budget_s=None, device="auto", data_source="synthetic": TINY)
+    monkeypatch.setattr(Preset, "config", lambda self, budget_s=None, device="auto", data_source="synthetic",
+                        calibration=None: TINY)
     results = record(["degradation"], out_dir=tmp_path / "recorded", budget_s=30, data_source="synthetic",
                      store=store, reports_dir=tmp_path / "reports")
     bundle = tmp_path / "recorded" / "degradation"
@@ -104,7 +106,7 @@ def test_record_exports_bundles_that_replay_to_the_same_verdict(store, tmp_path,
     summary = json.loads((bundle / "verdict.json").read_text())
     assert summary["figure"] == results[0].verdict.figure and summary["budget_s"] == 30
     replay = RunStore.memory()
-    run_id = import_bundle(bundle, into=replay)
+    run_id = replay.import_bundle(bundle)
     replayed = PRESETS["degradation"].evaluate(replay, run_id)
     assert replayed.held == results[0].verdict.held
     assert replayed.figure.split(":")[0] == results[0].verdict.figure.split(":")[0]

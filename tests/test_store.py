@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from explorer.config import Config, DataConfig, ModelConfig, OptimConfig
-from explorer.store import COLUMNS, RunStore, StoreError, import_bundle
+from explorer.states import ModelState, RunState
+from explorer.store import COLUMNS, RUN_TABLES, SCHEMA_VERSION, RunStore, StoreError, valid_run_id
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = Config(models=(ModelConfig.parse("plain8"), ModelConfig.parse("resnet8")),
@@ -42,7 +43,7 @@ def step_rows(model: str, steps: range) -> list[dict]:
 
 def eval_rows(model: str, steps: range) -> list[dict]:
     return [dict(model=model, step=s, epoch=s / 4, train_loss=1.5, train_err=60.0, test_loss=1.75,
-                 test_err=62.5 + s, wall=0.5 * s) for s in steps]
+                 test_err=62.5 + s, test_images=32, wall=0.5 * s) for s in steps]
 
 
 def probe_rows(model: str, step: int, layers: int = 7) -> list[dict]:
@@ -65,14 +66,14 @@ def test_create_append_read_round_trip(store):
     run_id = filled_run(store)
     assert run_id.startswith("r") and len(run_id) == len("r20251123-112000-a3f9")
     run = store.run(run_id)
-    assert run["status"] == "created" and run["name"] == "tiny" and run["preset"] == "tiny-preset"
+    assert run["status"] == RunState.QUEUED and run["name"] == "tiny" and run["preset"] == "tiny-preset"
     assert run["device"] == "cpu" and run["data_source"] == "synthetic (test)"
     assert run["torch_version"] and run["code_version"] and run["hostname"]
     assert store.config(run_id) == CONFIG
 
     models = store.models(run_id)
     assert models[["model", "idx", "params", "status"]].values.tolist() == [
-        ["plain8", 0, 1000, "training"], ["resnet8", 1, 1001, "training"]]
+        ["plain8", 0, 1000, ModelState.TRAINING], ["resnet8", 1, 1001, ModelState.TRAINING]]
     assert models.diverged_step.isna().all()
 
     steps = store.steps(run_id, model="resnet8")
@@ -97,7 +98,7 @@ def test_frames_have_the_schema_columns_and_dtypes_even_when_empty(store):
             frame = read(run_id)
             assert list(frame.columns) == list(COLUMNS[table])
             for name, kind in COLUMNS[table].items():
-                want = "Int64" if name == "diverged_step" else expected[kind]
+                want = "Int64" if name in ("diverged_step", "test_images") else expected[kind]
                 assert str(frame[name].dtype) == want, (table, name)
     runs = store.runs()
     assert list(runs.columns) == list(COLUMNS["runs"])
@@ -137,15 +138,15 @@ def test_a_row_missing_a_column_is_refused_and_nothing_of_its_batch_is_written(s
 def test_status_transitions_stamp_started_and_ended(store):
     run_id = new_run(store)
     assert store.run(run_id)["started"] is None
-    store.set_status(run_id, "running")
+    store.set_status(run_id, RunState.RUNNING)
     started = store.run(run_id)["started"]
     assert started and store.run(run_id)["ended"] is None
     time.sleep(0.01)
-    store.set_status(run_id, "paused")
-    store.set_status(run_id, "running")
-    assert store.run(run_id)["started"] == started and store.run(run_id)["status"] == "running"
+    store.set_status(run_id, RunState.PAUSED)
+    store.set_status(run_id, "running")  # the enum's value is accepted too
+    assert store.run(run_id)["started"] == started and store.status(run_id) is RunState.RUNNING
     time.sleep(0.01)
-    store.set_status(run_id, "failed", error="RuntimeError: boom")
+    store.set_status(run_id, RunState.FAILED, error="RuntimeError: boom")
     run = store.run(run_id)
     assert run["status"] == "failed" and run["error"] == "RuntimeError: boom" and run["ended"] > started
     with pytest.raises(StoreError, match="is not one of"):
@@ -154,8 +155,8 @@ def test_status_transitions_stamp_started_and_ended(store):
 
 def test_model_status_records_the_divergence_step(store):
     run_id = new_run(store)
-    store.set_model_status(run_id, "plain8", "diverged", diverged_step=12)
-    store.set_model_status(run_id, "resnet8", "finished")
+    store.set_model_status(run_id, "plain8", ModelState.DIVERGED, diverged_step=12)
+    store.set_model_status(run_id, "resnet8", ModelState.FINISHED)
     models = store.models(run_id).set_index("model")
     assert models.status.to_dict() == {"plain8": "diverged", "resnet8": "finished"}
     assert models.diverged_step["plain8"] == 12 and pd.isna(models.diverged_step["resnet8"])
@@ -174,7 +175,8 @@ def test_unknown_run_id_raises_store_error_that_says_how_to_list_runs(store):
     new_run(store)
     for call in (lambda: store.run("r0"), lambda: store.steps("r0"), lambda: store.latest_step("r0"),
                  lambda: store.append("r0", steps=step_rows("plain8", range(1))),
-                 lambda: store.set_status("r0", "running"), lambda: store.delete_run("r0"),
+                 lambda: store.set_status("r0", RunState.RUNNING), lambda: store.delete_run("r0"),
+                 lambda: store.truncate_after("r0", 3),
                  lambda: store.export("r0", store.path.parent / "x.csv")):
         with pytest.raises(StoreError, match="python -m explorer runs"):
             call()
@@ -199,7 +201,7 @@ def test_delete_run_removes_every_row(store):
     store.delete_run(deleted)
     assert store.runs().run_id.tolist() == [kept]
     conn = sqlite3.connect(store.path)
-    for table in COLUMNS:
+    for table in RUN_TABLES:
         assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", (deleted,)).fetchone() == (0,)
         assert conn.execute(f"SELECT COUNT(*) FROM {table} WHERE run_id = ?", (kept,)).fetchone()[0] > 0
     conn.close()
@@ -286,7 +288,7 @@ def test_export_csv_and_parquet_read_back_equal(store, tmp_path):
     run_id = filled_run(store)
     metrics = store.metrics(run_id)
     assert list(metrics.columns) == ["model", "step", "epoch", "wall", "lr", "batch_loss", "batch_err",
-                                     "train_loss", "train_err", "test_loss", "test_err"]
+                                     "train_loss", "train_err", "test_loss", "test_err", "test_images"]
     assert len(metrics) == 2 * 9  # steps 0-7 plus the evaluation at step 8, per model
     at_four = metrics.set_index(["model", "step"]).loc[("resnet8", 4)]
     assert at_four.batch_loss == 1.96 and at_four.test_err == 66.5
@@ -300,16 +302,16 @@ def test_export_csv_and_parquet_read_back_equal(store, tmp_path):
 
 def test_bundle_round_trip_replays_in_a_memory_store_from_any_thread(store, tmp_path):
     run_id = filled_run(store)
-    store.set_model_status(run_id, "plain8", "diverged", diverged_step=5)
-    store.set_status(run_id, "running")
-    store.set_status(run_id, "finished")
+    store.set_model_status(run_id, "plain8", ModelState.DIVERGED, diverged_step=5)
+    store.set_status(run_id, RunState.RUNNING)
+    store.set_status(run_id, RunState.FINISHED)
     bundle = store.export_bundle(run_id, tmp_path / "bundle")
     assert sorted(p.name for p in bundle.iterdir()) == ["evals.parquet", "lesions.parquet", "probes.parquet",
                                                         "run.json", "steps.parquet"]
     assert json.loads((bundle / "run.json").read_text())["run"]["config"]["name"] == "tiny"
 
     replay = RunStore.memory()
-    assert import_bundle(bundle, into=replay) == run_id
+    assert replay.import_bundle(bundle) == run_id
     assert replay.run(run_id) == store.run(run_id)
     pd.testing.assert_frame_equal(replay.models(run_id), store.models(run_id))
     with ThreadPoolExecutor(1) as pool:  # a Streamlit script thread reads what the main thread imported
@@ -317,11 +319,143 @@ def test_bundle_round_trip_replays_in_a_memory_store_from_any_thread(store, tmp_
             replayed = pool.submit(getattr(replay, table), run_id).result()
             pd.testing.assert_frame_equal(replayed, getattr(store, table)(run_id), rtol=1e-6)
     with pytest.raises(StoreError, match="already in"):
-        import_bundle(bundle, into=replay)
+        replay.import_bundle(bundle)
     replay.close()
     assert not replay.path.exists()
 
 
 def test_import_of_a_folder_without_run_json_raises_store_error(tmp_path):
     with pytest.raises(StoreError, match="not a run bundle"):
-        import_bundle(tmp_path, into=RunStore.memory())
+        RunStore.memory().import_bundle(tmp_path)
+
+
+def test_a_bundle_keeps_who_owns_a_run_and_how_to_control_it_on_this_machine(store, tmp_path):
+    run_id = store.create_run(CONFIG, models=[{"model": m, "idx": i, "params": 1} for i, m in enumerate(CONFIG.labels)],
+                              owner="o-someone", key_hash="secret-hash", control="run", fingerprint="abc")
+    store.set_progress(run_id, type("P", (), {"to_json": lambda self: '{"step": 3}'})())
+    assert store.run(run_id)["progress"] == '{"step": 3}'
+    bundle = json.loads((store.export_bundle(run_id, tmp_path / "b") / "run.json").read_text())["run"]
+    assert bundle["fingerprint"] == "abc"
+    assert [bundle[k] for k in ("owner", "key_hash", "control", "progress", "worker")] == [None] * 5
+
+
+def test_recorded_bundles_import_into_a_memory_store():
+    for folder in (REPO / "assets" / "recorded" / "degradation", REPO / "assets" / "recorded" / "gpu" / "degradation"):
+        with RunStore.memory() as replay:
+            run_id = replay.import_bundle(folder)
+            assert replay.status(run_id) is RunState.FINISHED
+            assert [(m.family, m.depth) for m in replay.config(run_id).models] == [
+                ("plain", 20), ("plain", 56), ("resnet", 20), ("resnet", 56)]
+            assert len(replay.steps(run_id)) > 0 and replay.evals(run_id).test_err.between(0, 100).all()
+
+
+def test_a_failed_transaction_writes_nothing(store):
+    run_id = new_run(store)
+    with pytest.raises(ZeroDivisionError):
+        with store.transaction() as conn:
+            conn.execute("UPDATE runs SET name = 'changed' WHERE run_id = ?", (run_id,))
+            1 / 0
+    assert store.run(run_id)["name"] == "tiny"
+    with store.transaction() as conn:  # the connection is usable again
+        conn.execute("UPDATE runs SET name = 'changed' WHERE run_id = ?", (run_id,))
+    assert store.run(run_id)["name"] == "changed"
+
+
+def test_truncate_after_drops_later_rows_and_revives_later_divergences(store):
+    run_id = filled_run(store)
+    store.set_model_status(run_id, "plain8", ModelState.DIVERGED, diverged_step=6)
+    store.set_model_status(run_id, "resnet8", ModelState.DIVERGED, diverged_step=2)
+    store.truncate_after(run_id, 4)
+    assert store.steps(run_id).groupby("model").step.max().tolist() == [4, 4]
+    assert store.evals(run_id).step.tolist() == [4, 4]
+    assert sorted(store.probes(run_id).step.unique()) == [0, 4]
+    assert len(store.lesions(run_id)) == 3  # a lesion study is not a per-step record
+    models = store.models(run_id).set_index("model")
+    assert models.status.to_dict() == {"plain8": "training", "resnet8": "diverged"}
+    assert pd.isna(models.diverged_step["plain8"]) and models.diverged_step["resnet8"] == 2
+
+
+def test_run_ids_are_checked_before_any_query(store):
+    run_id = new_run(store)
+    assert valid_run_id(run_id) and store.has_run(run_id)
+    for bad in ("r0", "", None, 5, "r20251123-112000-a3f9' OR 1=1 --", run_id + "x"):
+        assert not valid_run_id(bad)
+    assert not store.has_run("r20251123-112000-a3f9")
+
+
+V1_SCHEMA = """
+CREATE TABLE runs (run_id TEXT NOT NULL, name TEXT NOT NULL, preset TEXT NOT NULL, config TEXT NOT NULL,
+    status TEXT NOT NULL, created TEXT NOT NULL, started TEXT, ended TEXT, device TEXT NOT NULL,
+    data_source TEXT NOT NULL, torch_version TEXT NOT NULL, code_version TEXT NOT NULL, hostname TEXT NOT NULL,
+    error TEXT NOT NULL, PRIMARY KEY (run_id)) WITHOUT ROWID;
+CREATE TABLE models (run_id TEXT NOT NULL, model TEXT NOT NULL, idx INTEGER NOT NULL, params INTEGER NOT NULL,
+    status TEXT NOT NULL, diverged_step INTEGER, PRIMARY KEY (run_id, model)) WITHOUT ROWID;
+CREATE TABLE steps (run_id TEXT NOT NULL, model TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL, loss REAL,
+    train_err REAL, lr REAL, wall REAL, PRIMARY KEY (run_id, model, step)) WITHOUT ROWID;
+CREATE TABLE evals (run_id TEXT NOT NULL, model TEXT NOT NULL, step INTEGER NOT NULL, epoch REAL, train_loss REAL,
+    train_err REAL, test_loss REAL, test_err REAL, wall REAL, PRIMARY KEY (run_id, model, step)) WITHOUT ROWID;
+CREATE TABLE probes (run_id TEXT NOT NULL, model TEXT NOT NULL, step INTEGER NOT NULL, layer INTEGER NOT NULL,
+    layer_name TEXT NOT NULL, grad_norm REAL, weight_norm REAL, update_ratio REAL, response_std REAL,
+    PRIMARY KEY (run_id, model, step, layer)) WITHOUT ROWID;
+CREATE TABLE lesions (run_id TEXT NOT NULL, model TEXT NOT NULL, block INTEGER NOT NULL, block_name TEXT NOT NULL,
+    test_err REAL, PRIMARY KEY (run_id, model, block)) WITHOUT ROWID;
+PRAGMA user_version = 1;
+"""
+V1_CONFIG = ('{"models": [{"family": "resnet", "depth": 8}], "data": {"source": "synthetic", "subset": 64, '
+             '"test_subset": 32}, "optim": {"steps": 4, "batch_size": 16}, "device": "cpu", "bf16": true}')
+
+
+def test_a_version_1_store_is_migrated_and_its_runs_stay_readable(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_SCHEMA)
+    for run_id, status in (("r20250101-000000-aaaa", "finished"), ("r20250101-000001-bbbb", "running")):
+        conn.execute("INSERT INTO runs VALUES (?, 'old', '', ?, ?, '2025-01-01T00:00:00.000+00:00', "
+                     "'2025-01-01T00:00:01.000+00:00', NULL, 'cpu', 'synthetic', '2.5', 'v1', 'host', '')",
+                     (run_id, V1_CONFIG, status))
+        conn.execute("INSERT INTO models VALUES (?, 'resnet8', 0, 78042, 'training', NULL)", (run_id,))
+        conn.execute("INSERT INTO steps VALUES (?, 'resnet8', 0, 0.25, 2.3, 90.0, 0.1, 0.5)", (run_id,))
+        conn.execute("INSERT INTO evals VALUES (?, 'resnet8', 0, 0.25, 2.3, 90.0, 2.3, 91.0, 0.5)", (run_id,))
+    conn.commit()
+    conn.close()
+
+    with RunStore(path) as store:
+        assert store.read("PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        finished, died = "r20250101-000000-aaaa", "r20250101-000001-bbbb"
+        assert store.status(finished) is RunState.FINISHED
+        assert store.status(died) is RunState.INTERRUPTED  # version 1 trained in the web server: it died with it
+        assert store.config(finished).precision == "bf16" and store.config(finished).labels == ["resnet8"]
+        assert store.steps(finished).loss.tolist() == [2.3]
+        evals = store.evals(finished)
+        assert evals.test_err.tolist() == [91.0] and evals.test_images.isna().all()
+        assert list(store.runs().columns) == list(COLUMNS["runs"])
+        assert store.run(finished)["owner"] is None
+        new = new_run(store)  # the migrated store takes new runs with every column
+        store.append(new, evals=eval_rows("plain8", range(1)))
+        assert store.evals(new).test_images.tolist() == [32]
+    with RunStore(path) as store:  # opening again migrates nothing twice
+        assert len(store.runs()) == 3
+
+
+def test_a_store_of_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "future.sqlite"
+    RunStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer version"):
+        RunStore(path)
+
+
+def test_a_transaction_inside_another_is_part_of_it(store):
+    run_id = new_run(store)
+    with pytest.raises(ZeroDivisionError):
+        with store.transaction() as conn:
+            conn.execute("UPDATE runs SET name = 'outer' WHERE run_id = ?", (run_id,))
+            store.set_status(run_id, RunState.RUNNING)  # opens its own transaction: joins the outer one
+            1 / 0
+    assert store.run(run_id)["name"] == "tiny" and store.status(run_id) is RunState.QUEUED
+    with store.transaction():
+        created = new_run(store)
+    assert store.has_run(created)

@@ -1,0 +1,97 @@
+"""The memory model (explorer/memory.py) against peaks measured in fresh processes (bench/memory.py: real lockstep
+training steps on this CPU), and the guard that refuses a run with the figure and the largest batch that fits."""
+
+from dataclasses import replace
+
+import pytest
+
+from bench.memory import measure_in_subprocess
+from explorer.config import Config, DataConfig, ModelConfig, OptimConfig
+from explorer.memory import (ResourceError, check, format_bytes, largest_batch, model_footprint,
+                             predict)
+
+# (models, batch, precision): plain and residual, deep, bottleneck, pre-activation with projections, double width,
+# and two models in lockstep under bf16 autocast. Each runs in its own process (5-30 s on a busy 2-core machine).
+MEASURED = [
+    ("resnet20", 64, "fp32"),
+    ("plain56", 64, "fp32"),
+    ("resnet56-bneck", 32, "fp32"),
+    ("resnet56-pre-B", 64, "fp32"),
+    ("resnet56-w2", 32, "fp32"),
+    ("resnet56,plain56", 64, "bf16"),
+]
+
+
+@pytest.mark.parametrize("models, batch, precision", MEASURED, ids=[f"{m}-b{b}-{p}" for m, b, p in MEASURED])
+def test_predicted_training_memory_is_within_25_percent_of_the_measured_peak(models, batch, precision):
+    result = measure_in_subprocess(models, batch, precision, threads=1)
+    assert result["precision"] == precision and result["measured"] > 10_000_000  # a real peak, not noise
+    error = result["predicted"] / result["measured"] - 1
+    assert abs(error) <= 0.25, (f"{models} at batch {batch} ({precision}): predicted "
+                                f"{result['predicted'] / 1e6:.1f} MB, measured {result['measured'] / 1e6:.1f} MB")
+
+
+def test_prediction_grows_with_batch_depth_width_and_models():
+    def total(models: str, batch: int = 64) -> int:
+        config = Config(models=tuple(ModelConfig.parse(m) for m in models.split(",")),
+                        optim=OptimConfig(batch_size=batch, steps=10), device="cpu")
+        return predict(config, "cpu", "fp32").total
+
+    assert total("resnet20") < total("resnet56") < total("resnet110")
+    assert total("resnet56") < total("resnet56-w2") and total("resnet56", 32) < total("resnet56", 64)
+    assert total("resnet56") < total("resnet56,plain56")
+    # lockstep models train one at a time: a second model adds its state, not its activations
+    saved, params = model_footprint(ModelConfig.parse("plain56"))
+    assert total("resnet56,plain56") - total("resnet56") < saved * 64 / 10
+    assert params == 853_018  # the paper's ResNet-56 count, traced on the meta device
+
+
+def test_deep_nets_are_extrapolated_exactly_from_shallow_twins():
+    from explorer.memory import _trace
+
+    for label in ("resnet56", "plain110", "resnet164-bneck", "resnet56-pre-B-w2"):
+        cfg = ModelConfig.parse(label)
+        assert model_footprint(cfg) == _trace(cfg, 10), label
+
+
+def at_batch(config: Config, batch: int) -> Config:
+    return replace(config, optim=replace(config.optim, batch_size=batch))
+
+
+@pytest.mark.parametrize("models, precision, margin", [
+    ("resnet110", "fp32", 12_345), ("resnet110", "fp32", 0), ("resnet56,plain56-w2", "bf16", -1),
+    ("vgg16", "fp32", 0), ("vgg16", "bf16", -1), ("resnet164-bneck", "fp32", 12_345), ("resnet20", "fp32", -1),
+])
+def test_check_refuses_with_the_figure_and_the_largest_batch_that_really_fits(models, precision, margin):
+    config = Config(models=tuple(ModelConfig.parse(m) for m in models.split(",")),
+                    data=DataConfig(subset=10_000), optim=OptimConfig(batch_size=2048, steps=10), device="cpu")
+    limit = predict(at_batch(config, 300), "cpu", precision).total + margin  # at, just below or past batch 300
+    needed = predict(config, "cpu", precision)
+    with pytest.raises(ResourceError) as refused:
+        check(config, "cpu", precision, limit=limit)
+    message = str(refused.value)
+    assert f"needs about {format_bytes(needed.total)}" in message
+    assert f"more than the {format_bytes(limit)} this server allows" in message
+    fits = largest_batch(config, "cpu", precision, limit)
+    assert f"use batch ≤ {fits}," in message
+    assert predict(at_batch(config, fits), "cpu", precision).total <= limit
+    assert predict(at_batch(config, fits + 1), "cpu", precision).total > limit
+    assert check(at_batch(config, fits), "cpu", precision, limit=limit).total <= limit  # and it is accepted
+    assert fits == (299 if margin < 0 else 300)
+
+
+def test_check_advises_smaller_models_when_no_batch_fits():
+    config = Config(models=(ModelConfig.parse("resnet20"),), optim=OptimConfig(steps=10), device="cpu")
+    limit = predict(at_batch(config, 1), "cpu", "fp32").total - 1  # not even one image fits
+    with pytest.raises(ResourceError, match="needs about .*: use fewer, shallower or narrower models, or a smaller"):
+        check(config, "cpu", "fp32", limit=limit)
+    assert largest_batch(config, "cpu", "fp32", limit) == 0
+
+
+def test_the_limit_comes_from_the_environment(monkeypatch):
+    config = Config(models=(ModelConfig.parse("resnet20"),), optim=OptimConfig(steps=10), device="cpu")
+    monkeypatch.setenv("EXPLORER_MEMORY_LIMIT", "100GB")
+    assert check(config, "cpu", "fp32").total < 100e9
+    monkeypatch.setenv("EXPLORER_MEMORY_LIMIT", "100MB")
+    with pytest.raises(ResourceError, match="100.0 MB this server allows"):
+        check(config, "cpu", "fp32")
