@@ -200,37 +200,36 @@ def preact(r: RunRecords) -> Verdict:
                    details={"test_error": errors, "gap": gap})
 
 
-def gradient_spread(probes: pd.DataFrame, label: str, edge: int = 3) -> pd.Series:
-    """Per probe step, log10 of the mean gradient norm of the first `edge` weighted layers over that of the last
-    `edge` conv layers (the classifier left out): 0 when gradients are even through depth, ±3 when the early
-    layers get a thousand times more (or less)."""
-    rows = probes[(probes["model"] == label) & ~probes["layer_name"].str.startswith("classifier")]
-    def ratio(step: pd.DataFrame) -> float:
-        norms = step.sort_values("layer")["grad_norm"].to_numpy()
-        return float(np.log10(norms[:edge].mean() / norms[-edge:].mean()))
-    return rows.groupby("step").apply(ratio, include_groups=False)
+def early_loss(steps: pd.DataFrame, label: str, window: int) -> float:
+    """Mean training loss of a model over its first `window` iterations (infinite when none was finite)."""
+    losses = steps.loc[(steps["model"] == label) & (steps["step"] < window), "loss"]
+    losses = losses[np.isfinite(losses)]
+    return float(losses.mean()) if len(losses) else math.inf
 
 
 def no_batchnorm(r: RunRecords) -> Verdict:
+    """Without BN, a standard-init residual net's signal variance doubles per block and its loss blows up; started
+    as the identity (zero-initialised branches, as in Fixup) it trains."""
     plain = r.require(family="plain")[-1]
-    residuals = r.require(family="resnet")
-    trained = [label for label in residuals if r.finals.at[label, "status"] != "diverged"]
-    diverged = [label for label in residuals if label not in trained]
-    if not trained:
-        return Verdict(None, f"no verdict: every residual net diverged ({', '.join(diverged)})",
-                       {"diverged": diverged})
-    residual = trained[0]
-    spreads = {label: gradient_spread(r.probes, label) for label in (plain, residual)}
-    if any(s.empty for s in spreads.values()):
-        return Verdict(None, "no verdict: no gradient probes were recorded", {"diverged": diverged})
-    worst = {label: float(s.abs().max()) for label, s in spreads.items()}
+    standard = r.require(family="resnet", zero_init_residual=False)[-1]
+    zeroed = r.require(family="resnet", zero_init_residual=True)[-1]
+    window = max(5, math.ceil(0.1 * (r.steps["step"].max() + 1))) if len(r.steps) else 5
+    early = {label: early_loss(r.steps, label, window) for label in (standard, zeroed, plain)}
+    diverged = standard not in r.finals.index or r.finals.at[standard, "status"] == "diverged"
+    blew_up = diverged or early[standard] > 2 * early[zeroed]
+    zeroed_error, plain_error = r.error(zeroed), r.error(plain)
+    learned = zeroed_error is not None and zeroed_error < r.chance - LEARNED
+
+    def error_text(value: float | None) -> str:
+        return f"{value:.1f}%" if value is not None else "none"
+
     return Verdict(
-        held=worst[plain] >= worst[residual] + 1,
-        figure=f"largest early/late gradient-norm ratio over the run: {plain} 10^{worst[plain]:.1f}, "
-               f"{residual} 10^{worst[residual]:.1f}" + (f"; diverged: {', '.join(diverged)}" if diverged else ""),
-        details={"log10_gradient_ratio_max": worst, "diverged": diverged,
-                 "training_error": r.errors([plain, *trained]),
-                 "log10_gradient_ratio": {label: s.round(3).to_dict() for label, s in spreads.items()}},
+        held=blew_up and learned,
+        figure=f"{standard} (standard init): {'diverged' if diverged else f'early loss {early[standard]:.2f}'}; "
+               f"{zeroed} (identity at start): early loss {early[zeroed]:.2f}, final training error "
+               f"{error_text(zeroed_error)}; {plain}: final training error {error_text(plain_error)}",
+        details={"early_window": window, "early_mean_loss": early, "standard_blew_up": blew_up,
+                 "training_error": r.errors([plain, zeroed])},
     )
 
 

@@ -358,3 +358,5 @@ def preset_picker(recorded: Callable[[str], str | None], replay: Callable[[str],
     if key:
         preset = available[key]
         st.markdown(f"**What to watch:** {preset.watch}  \n**Prediction:** {preset.prediction}")
+        if preset.on_cpu and current_config().device == "cpu":
+            st.info(f"**What a CPU run shows:** {preset.on_cpu}", icon=":material/memory:")
