@@ -517,14 +517,14 @@ def cmd_figures(args: argparse.Namespace) -> None:
 def _sweep_spec(args: argparse.Namespace) -> SweepSpec:
     """The sweep the flags describe: every model they name (comma lists build the grid) times --seeds seeds, with
     the run settings of the flags; probes stay off unless --probe asks (a sweep keeps what its curves need)."""
-    from .sizing import DEVICE_SETTINGS, device_kind, instrumented
+    from .sizing import device_kind, sized
     from .sweep import SweepSpec
 
     config = config_from_args(args)
-    if args.sized:
-        kind = device_kind(config.device)
-        query = {**DEVICE_SETTINGS[kind], **{k: v for k in QUERY_KEYS if (v := _flag(args, k)) is not None}}
-        config = instrumented(replace(Config.from_query(query, base=config), device=kind))
+    if args.sized:  # the presets' sizing of the device (explorer.sizing), then the flags
+        query = {k: v for k in QUERY_KEYS if (v := _flag(args, k)) is not None}
+        config = sized({**query, "models": ",".join(config.labels)}, device_kind(config.device), config.data.source,
+                       config.name)
     if _flag(args, "probe") is None:
         config = replace(config, probe_every=0)
     name = config.name or f"sweep of {', '.join(config.labels)}"

@@ -39,9 +39,7 @@ from typing import Callable, Iterator, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from explorer.config import CIFAR10_CLASSES, SOURCE_NAME, DataConfig
 from explorer.decode import DecodeError, decode_many
@@ -62,9 +60,14 @@ BATCH_FILES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6)) + (
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
 ARCHIVE_BYTES = 170_498_071
 CACHE_VERSION = 2
-# md5 of each official batch file, as torchvision publishes them (torchvision.datasets.CIFAR10.train_list/test_list)
-BATCH_MD5: dict[str, str] = {name: md5 for name, md5 in (*torchvision.datasets.CIFAR10.train_list,
-                                                        *torchvision.datasets.CIFAR10.test_list)}
+# md5 of each official batch file, as torchvision publishes them (torchvision.datasets.CIFAR10.train_list and
+# test_list; tests/test_data.py checks that they still agree). Written out so that workers need not import torchvision.
+BATCH_MD5: dict[str, str] = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's list
 SYNTHETIC_CHUNK = 5000  # synthetic images are rendered this many at a time, so memory stays flat
 LAYOUT_NAMES: dict[str, str] = {"batches": "python batches", "imagefolder": "ImageFolder"}
 
@@ -324,6 +327,8 @@ def download_cifar10(root: Path, progress: Progress | None = None) -> DataLocati
     failures: list[Exception] = []
 
     def fetch() -> None:
+        import torchvision  # only here: everything else reads files itself
+
         try:
             torchvision.datasets.CIFAR10(str(root), download=True)
         except Exception as error:

@@ -24,16 +24,19 @@ would be normalised with a trained net's statistics). One batch of all N makes t
 of the weights.
 
 Cost: points × models forwards of N images, priced first by the calibrated cost model
-(`Calibration.forward_seconds`); over the budget, `OverBudget` says the estimate and what to shrink. The
-calibration times training steps of small batches, while a forward of 1,000 images on a CPU is bound by the memory
-traffic of BN and ReLU, so the estimate can be low: the first points are timed and the run stops with `OverBudget`
-when the measured pace would overrun the budget by half.
+(`Calibration.forward_seconds`); over the budget, `OverBudget` says the estimate and what to shrink. The calibration
+is fitted to training steps of small batches, while a CPU forward of 1,000 images is dominated by BN, ReLU and the
+additions over large activations, so the estimate can be low (1.3 to 4 times here, with the machine's load): the
+first points are timed and the run stops with `OverBudget` when the measured pace would overrun the budget by half.
 
 Speed: `torch.inference_mode`, the run's device policy (channels_last; bf16 autocast on GPUs and on CPUs with bf16
 units), the N images normalised once and reused at every point, weights set in place with foreach ops.
-Evidence (bench/landscape.py): a 21×21 slice of ResNet-20 on 1,000 images takes about 0.4 s a point on this
-project's 2-core CPU (AMX bf16) when the machine is quiet, 1.1-1.5 s under the usual shared load, so 3-11 min
-against a 2-minute target.
+Evidence (bench/landscape.py, 2026-11-27, ResNet-20, 1,000 images, bf16, this project's shared 2-core CPU): at load
+average 2-3, 1.10 s a point with one thread and 1.98 s with two (the other core is busy, so a second thread only
+waits), so a 21×21 slice takes about 8 min against a 2-minute target (4 times over); at load 7-8 the full 21×21
+slice took 1,415 s with one thread (3.1 s a point). Two thirds of a forward is BN with batch statistics, ReLU and
+the additions (elementwise passes over the activations), a quarter convolutions; torch.compile fused them for a 1.35
+times faster forward after 86 s of compiling: not worth its fragility here. The cost model's estimate was 360 s.
 
 Results: ``<store folder>/landscapes/<run id>-<kind>-<spec hash>.parquet``, columns model, alpha (1-D) or a, b
 (2-D), loss, error, with the spec and timings in the file's metadata; `read`, `latest` and `stored` read them back.
@@ -41,9 +44,11 @@ Results: ``<store folder>/landscapes/<run id>-<kind>-<spec hash>.parquet``, colu
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
+import os
 import time
 import zlib
 from dataclasses import asdict, dataclass, replace
@@ -370,7 +375,7 @@ def _write(result: Landscape) -> None:
     table = pa.Table.from_pandas(result.frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: json.dumps(meta)})
     result.path.parent.mkdir(parents=True, exist_ok=True)
-    partial = result.path.with_suffix(".tmp")
+    partial = result.path.with_suffix(f".{os.getpid()}.tmp")  # two writers never share a partial file
     pq.write_table(table, partial)
     partial.replace(result.path)
 
@@ -393,17 +398,23 @@ def read(store: RunStore, run_id: str, spec: SliceSpec) -> Landscape | None:
     return _load(path) if path.is_file() else None
 
 
+def _paths(store: RunStore, run_id: str, kind: str = "*") -> list[Path]:
+    folder = landscape_dir(store)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob(f"{glob.escape(run_id)}-{kind}-*.parquet"), key=lambda p: p.stat().st_mtime,
+                  reverse=True)
+
+
 def stored(store: RunStore, run_id: str) -> list[Landscape]:
     """Every stored slice of a run, newest first."""
-    folder = landscape_dir(store)
-    paths = sorted(folder.glob(f"{run_id}-*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True) \
-        if folder.is_dir() else []
-    return [result for path in paths if (result := _load(path)) is not None and result.run_id == run_id]
+    return [result for path in _paths(store, run_id) if (result := _load(path)) is not None and result.run_id == run_id]
 
 
 def latest(store: RunStore, run_id: str, kind: str) -> Landscape | None:
-    """The newest stored slice of `kind` ("1d" or "2d") of a run, or None."""
-    return next((result for result in stored(store, run_id) if result.spec.kind == kind), None)
+    """The newest stored slice of `kind` ("1d" or "2d") of a run, or None (reads only that file)."""
+    return next((result for path in _paths(store, run_id, kind)
+                 if (result := _load(path)) is not None and result.run_id == run_id and result.spec.kind == kind), None)
 
 
 # --- reading a slice -----------------------------------------------------------------------------------------

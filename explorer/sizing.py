@@ -57,12 +57,13 @@ def instrumented(config: Config) -> Config:
     """`config` with evaluations and probes spaced to stay within their shares of the training compute."""
     total, _ = config.run_steps()
     batch = min(config.optim.batch_size, config.data.subset)
-    evals = min(EVALS_PER_RUN, total)
+    every = max(1, math.ceil(total / EVALS_PER_RUN))
+    evals = math.ceil(total / every)
     images = EVAL_SHARE * total * batch / (evals * 2 * FORWARD_SHARE)  # a training and a test sample per evaluation
     low, high = EVAL_IMAGES_RANGE
     eval_images = int(min(high, max(low, round(images, -1)), config.data.subset))
     probe_every = max(math.ceil(FORWARD_SHARE * PROBE_IMAGES / (PROBE_SHARE * batch)), total // MAX_PROBES)
-    return replace(config, eval_every=max(1, total // evals), eval_images=max(10, eval_images),
+    return replace(config, eval_every=every, eval_images=max(10, eval_images),
                    probe_every=probe_every)
 
 

@@ -197,8 +197,16 @@ def _converters(table: str) -> list[tuple[str, type]]:
 
 
 def _row_values(table: str, run_id: str, row: Mapping[str, Any], converters: list[tuple[str, type]]) -> tuple:
+    """The row as a tuple of the table's types; a missing value of an optional INTEGER column (e.g. the number of
+    test images an evaluation scored) is stored as empty."""
+    def value(name: str, convert: type) -> Any:
+        if name not in row and COLUMNS[table][name] == "INTEGER" and _nullable(table, name):
+            return None
+        item = row[name]
+        return None if item is None and _nullable(table, name) else convert(item)
+
     try:
-        return (run_id, *(convert(row[name]) for name, convert in converters))
+        return (run_id, *(value(name, convert) for name, convert in converters))
     except KeyError as missing:
         raise StoreError(f"a {table} row lacks column {missing}: give every row "
                          f"{', '.join(name for name, _ in converters)}") from None

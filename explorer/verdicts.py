@@ -14,13 +14,14 @@ evaluation ran); "test error" is the last evaluation's test error, on the whole 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from .config import Config, ModelConfig
+from .config import Config, ModelConfig, display_name
 from .lesion import BASELINE_BLOCK
 from .metrics import final_numbers
 from .models import describe_config, inception_cost
@@ -208,28 +209,28 @@ def early_loss(steps: pd.DataFrame, label: str, window: int) -> float:
 
 
 def no_batchnorm(r: RunRecords) -> Verdict:
-    """Without BN, a standard-init residual net's signal variance doubles per block and its loss blows up; started
-    as the identity (zero-initialised branches, as in Fixup) it trains."""
+    """Without BN the deep plain net does not train; the residual net started as the identity (zero-initialised
+    branches, as in Fixup) does. The standard-init residual net is reported beside them."""
     plain = r.require(family="plain")[-1]
     standard = r.require(family="resnet", zero_init_residual=False)[-1]
     zeroed = r.require(family="resnet", zero_init_residual=True)[-1]
     window = max(5, math.ceil(0.1 * (r.steps["step"].max() + 1))) if len(r.steps) else 5
     early = {label: early_loss(r.steps, label, window) for label in (standard, zeroed, plain)}
-    diverged = standard not in r.finals.index or r.finals.at[standard, "status"] == "diverged"
-    blew_up = diverged or early[standard] > 2 * early[zeroed]
-    zeroed_error, plain_error = r.error(zeroed), r.error(plain)
-    learned = zeroed_error is not None and zeroed_error < r.chance - LEARNED
+    errors = r.errors([plain, zeroed, standard])
+    if errors[plain] is None or errors[zeroed] is None:
+        return Verdict(None, f"no verdict: {plain if errors[plain] is None else zeroed} diverged or has no records",
+                       {"training_error": errors})
+    stuck, learned = errors[plain] > r.chance - LEARNED, errors[zeroed] < r.chance - LEARNED
 
-    def error_text(value: float | None) -> str:
-        return f"{value:.1f}%" if value is not None else "none"
+    def shown(value: float | None) -> str:
+        return f"{value:.1f}%" if value is not None else "diverged"
 
     return Verdict(
-        held=blew_up and learned,
-        figure=f"{standard} (standard init): {'diverged' if diverged else f'early loss {early[standard]:.2f}'}; "
-               f"{zeroed} (identity at start): early loss {early[zeroed]:.2f}, final training error "
-               f"{error_text(zeroed_error)}; {plain}: final training error {error_text(plain_error)}",
-        details={"early_window": window, "early_mean_loss": early, "standard_blew_up": blew_up,
-                 "training_error": r.errors([plain, zeroed])},
+        held=stuck and learned,
+        figure=f"final training error: {plain} {shown(errors[plain])} (chance {r.chance:.0f}%), {zeroed} "
+               f"{shown(errors[zeroed])}, {standard} {shown(errors[standard])}; mean loss "
+               f"over the first {window} iterations: {standard} {early[standard]:.2f}, {zeroed} {early[zeroed]:.2f}",
+        details={"early_window": window, "early_mean_loss": early, "training_error": errors},
     )
 
 
@@ -394,9 +395,17 @@ Judge = Callable[[RunRecords], Verdict]
 
 
 def judge(judge_fn: Judge, store: RunStore, run_id: str) -> Verdict:
-    """`judge_fn` on the run's records; a run that lacks the models it compares gets a no-verdict saying so."""
+    """`judge_fn` on the run's records; a run that lacks the models it compares gets a no-verdict saying so. The
+    figure names models for people ("ResNet-56 (width 0.25)"); the details keep the labels."""
     records = RunRecords.load(store, run_id)
     try:
-        return judge_fn(records)
+        verdict = judge_fn(records)
     except MissingModels as missing:
         return Verdict(None, f"no verdict: this prediction {missing}", {})
+    return replace(verdict, figure=_named(verdict.figure, records.config.labels))
+
+
+def _named(text: str, labels: list[str]) -> str:
+    for label in sorted(labels, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w-]){re.escape(label)}(?![\w-])", display_name(label), text)
+    return text

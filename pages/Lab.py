@@ -182,6 +182,9 @@ def page() -> None:
 
         live()
         show_verdict(run_id)
+        if state.final and state is not RunState.FAILED:
+            with st.expander("Loss landscape (Li et al. 2018)"):
+                panels.landscape_panel(run_id, "lab-landscape")
         with st.expander("Links, downloads and the command line"):
             share_links(run_id, owner)
             panels.downloads(run_id, session.stored_config(run_id) or config_form.current_config(), x)

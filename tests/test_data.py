@@ -584,3 +584,14 @@ def test_eval_batches_cover_everything_in_order_without_augmentation():
     assert [len(y) for _, y in batches] == [32, 32, 6]
     assert torch.equal(torch.cat([x for x, _ in batches]), normalize(images.train_x))
     assert torch.equal(torch.cat([y for _, y in batches]), images.train_y)
+
+
+def test_the_written_out_checksums_and_extensions_are_torchvisions():
+    import torchvision
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from explorer import data
+
+    listed = dict(torchvision.datasets.CIFAR10.train_list + torchvision.datasets.CIFAR10.test_list)
+    assert listed == data.BATCH_MD5
+    assert set(data.IMG_EXTENSIONS) == set(IMG_EXTENSIONS)

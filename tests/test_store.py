@@ -340,7 +340,7 @@ def test_a_bundle_keeps_who_owns_a_run_and_how_to_control_it_on_this_machine(sto
 
 
 def test_recorded_bundles_import_into_a_memory_store():
-    for folder in (REPO / "assets" / "recorded" / "degradation", REPO / "assets" / "recorded" / "gpu" / "degradation"):
+    for folder in (REPO / "assets" / "recorded" / "cpu" / "degradation", REPO / "assets" / "recorded" / "gpu" / "degradation"):
         with RunStore.memory() as replay:
             run_id = replay.import_bundle(folder)
             assert replay.status(run_id) is RunState.FINISHED

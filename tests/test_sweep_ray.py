@@ -111,7 +111,7 @@ def test_a_member_whose_worker_process_is_killed_ends_failed_with_the_reason(tmp
 
 def test_a_killed_member_is_retried_from_the_start(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
-    spec = tiny_sweep("retried", families=("plain",), depths=(8,), seeds=1, steps=200)
+    spec = tiny_sweep("retried", families=("plain",), depths=(8,), seeds=1, steps=100)
     sweep_id = sweep.start(store, spec, OWNER, backend="ray", ray_options=sweep.RayOptions(max_retries=1))
     (run_id,) = (m["run_id"] for m in sweep.member_rows(store, sweep_id))
     wait_for(lambda: _worker_pid(store, run_id) is not None, timeout=180)
@@ -119,5 +119,5 @@ def test_a_killed_member_is_retried_from_the_start(tmp_path):
     os.kill(first, signal.SIGKILL)
     final = sweep.wait(store, sweep_id, timeout=300)
     assert final.state is RunState.FINISHED
-    assert sorted(store.steps(run_id)["step"]) == list(range(200))  # every step once: the retry started over
+    assert sorted(store.steps(run_id)["step"]) == list(range(100))  # every step once: the retry started over
     assert store.run(run_id)["hostname"]

@@ -8,7 +8,7 @@ seed, trained on this machine's queue or on a Ray cluster, summarised as mean, s
     sweep.table(store, sweep_id); sweep.summary(store, sweep_id); sweep.record(store, sweep_id, "assets/...")
 
 Modules: `spec` plans members, `rows` reads a sweep's rows, `runs` keeps its life in the store (start, status,
-stop), `tables` reads its results, `record` writes and replays recorded sweeps; `ray_backend`, `coordinator` and
+stop), `tables` reads its results, `recorded` writes and replays recorded sweeps; `ray_backend`, `coordinator` and
 `member_task` (imported only for backend="ray") train members as Ray tasks. The names below load their module on
 first use, so the Ray coordinator, which needs only `rows`, starts without importing torch.
 """
@@ -24,12 +24,12 @@ _EXPORTS: dict[str, str] = {
     "BACKENDS": "runs", "SweepStatus": "runs", "start": "runs", "status": "runs", "stop": "runs", "wait": "runs",
     "train_here": "runs", "estimates": "runs",
     "METRICS": "tables", "table": "tables", "summarize": "tables", "summary": "tables",
-    "record": "record", "load_recorded": "record",
+    "record": "recorded", "load_recorded": "recorded",
 }
 __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
-    from .record import load_recorded, record
+    from .recorded import load_recorded, record
     from .rows import member_rows, spec_of, sweep_ids, valid_sweep_id
     from .runs import BACKENDS, SweepStatus, estimates, start, status, stop, train_here, wait
     from .spec import RayOptions, SweepError, SweepSpec, plan

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections import Counter
 from typing import Any
@@ -18,13 +19,14 @@ from ray.exceptions import NodeDiedError, OutOfMemoryError, RayError, RayTaskErr
     WorkerCrashedError
 
 from ..states import Control, ModelState, RunState
-from ..store import RunStore
-from .member_task import train_member
-from .rows import member_rows
+from ..store import RunStore, StoreError
+from .member_task import reason, train_member
+from .rows import member_rows, settle
 from .spec import RayOptions
 
 NAMESPACE = "explorer"
 RENEW_SECONDS = 1.0
+FORCE_AFTER_SECONDS = 15.0  # a cancelled task still running this long after is killed (ray.cancel(force=True))
 _HELD = tuple(str(s) for s in (RunState.SUBMITTED, RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
 
 
@@ -41,7 +43,9 @@ class SweepCoordinator:
         self.store = RunStore(store_path)
         self.sweep_id, self.lease_seconds = sweep_id, lease_seconds
         self.tasks: dict[str, ray.ObjectRef] = {}
-        self.cancelled: set[str] = set()  # ray.cancel was called on their task
+        self.cancelled: dict[str, float] = {}  # run id -> when ray.cancel was called on its task (monotonic)
+        self.forced: set[str] = set()  # their process was killed
+        self.ended: set[str] = set()  # their task is over
         self.closed: set[str] = set()  # concluded: nothing more of them is written
         self.attempts: Counter[str] = Counter()
         self._background: asyncio.Task | None = None
@@ -69,7 +73,8 @@ class SweepCoordinator:
             await asyncio.gather(*(self._watch(run_id, ref) for run_id, ref in self.tasks.items()))
         finally:
             controls.cancel()
-            self.store.close()  # the sweep's own state is derived from its members when read (sweep.status)
+            settle(self.store, self.sweep_id)  # the sweep's row records how it ended
+            self.store.close()
             ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def _watch(self, run_id: str, ref: ray.ObjectRef) -> None:
@@ -80,12 +85,15 @@ class SweepCoordinator:
             outcome = RunState.STOPPED
         except (WorkerCrashedError, NodeDiedError, OutOfMemoryError) as failure:
             outcome = RunState.FAILED
-            error = (f"its Ray worker died while training ({_first_line(failure)}), after "
+            error = (f"its Ray worker died while training ({reason(failure)}), after "
                      f"{max(1, self.attempts[run_id])} attempt(s); the records it had flushed are kept")
-        except RayTaskError as failure:
-            outcome, error = RunState.FAILED, _reason(failure.cause if failure.cause is not None else failure)
+        except RayTaskError as failure:  # a MemberError, whose message is the reason
+            outcome, error = RunState.FAILED, reason(failure.cause if failure.cause is not None else failure)
         except RayError as failure:
-            outcome, error = RunState.FAILED, f"Ray could not run it: {_first_line(failure)}"
+            outcome, error = RunState.FAILED, f"Ray could not run it: {reason(failure)}"
+        self.ended.add(run_id)
+        if run_id in self.forced:  # its process was killed because it went on after it was asked to stop
+            outcome, error = RunState.STOPPED, ""
         self._conclude(run_id, outcome, error)
 
     def _conclude(self, run_id: str, outcome: RunState | None, error: str) -> None:
@@ -106,8 +114,11 @@ class SweepCoordinator:
 
     async def _control_loop(self) -> None:
         while True:
-            self._renew()
-            self._apply_controls()
+            try:
+                self._renew()
+                self._apply_controls()
+            except StoreError as error:  # a store locked for a while: try again, rather than stop renewing
+                print(f"sweep {self.sweep_id}: {error}", file=sys.stderr, flush=True)
             await asyncio.sleep(RENEW_SECONDS / 2)
 
     def _renew(self) -> None:
@@ -120,7 +131,13 @@ class SweepCoordinator:
                          (time.time() + self.lease_seconds, *held, *_HELD))
 
     def _apply_controls(self) -> None:
-        """Cancel the task of each member asked to stop, or concluded by someone else (cancelled while waiting)."""
+        """Cancel the task of each member asked to stop, or concluded by someone else (cancelled while waiting);
+        kill the process of one that goes on regardless (an interrupt can be lost in a task's first moments)."""
+        now = time.monotonic()
+        for run_id, since in self.cancelled.items():
+            if run_id not in self.forced and now - since > FORCE_AFTER_SECONDS and run_id not in self.ended:
+                ray.cancel(self.tasks[run_id], force=True)
+                self.forced.add(run_id)
         for run_id, state, control in self.store.read("SELECT run_id, status, control FROM runs WHERE sweep_id = ?",
                                                       (self.sweep_id,)):
             if run_id not in self.tasks or run_id in self.closed or run_id in self.cancelled:
@@ -129,7 +146,7 @@ class SweepCoordinator:
                 if RunState(state).final:
                     self.closed.add(run_id)
                 ray.cancel(self.tasks[run_id])
-                self.cancelled.add(run_id)
+                self.cancelled[run_id] = now
 
     # --- what tasks call: `started`, then the trainer's `RunSink` ------------------------------------------------
     def started(self, run_id: str, hostname: str, pid: int) -> bool:
@@ -158,9 +175,9 @@ class SweepCoordinator:
         if self._writable(run_id):
             self.store.set_model_status(run_id, model, state, diverged_step=diverged_step)
 
-    def set_progress(self, run_id: str, progress: Any) -> None:
+    def set_progress(self, run_id: str, progress_json: str) -> None:
         if self._writable(run_id):
-            self.store.set_progress(run_id, progress)
+            self.store.set_progress(run_id, _Published(progress_json))
 
     def truncate_after(self, run_id: str, step: int) -> None:
         if self._writable(run_id):
@@ -171,10 +188,12 @@ class SweepCoordinator:
             self.store.set_run_facts(run_id, **facts)
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+class _Published:
+    """A trainer's `Progress` as its task sends it, already JSON: unpickling a `Progress` would import the trainer
+    (and torch) into the coordinator, stalling its event loop, and with it the members' leases."""
 
+    def __init__(self, text: str):
+        self.text = text
 
-def _reason(error: BaseException) -> str:
-    text = _first_line(error)
-    return text if type(error).__name__.endswith("Error") and str(error) else f"{type(error).__name__}: {text}"
+    def to_json(self) -> str:
+        return self.text

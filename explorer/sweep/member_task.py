@@ -1,7 +1,9 @@
 """A Ray sweep member's task: train one member with the project's Trainer, writing through the sweep's coordinator.
 
 The task module is imported by the coordinator (to submit tasks) as well as by the workers that run them; the
-coordinator must stay free of torch, so the training imports are made inside `train_member`, on the worker.
+coordinator must stay free of torch, so the training imports are made inside `train_member`, on the worker, and
+only plain values (str, numbers, dicts of them, `RunState`) are sent to it: unpickling anything of the trainer's or
+torch's would import torch into the coordinator's event loop and stall every member's lease renewal for seconds.
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ from ..states import ModelState, RunState
 MAX_IN_FLIGHT = 16  # unanswered writes a task may have outstanding before it waits for the oldest
 
 _DATA: dict[str, Any] = {}  # device -> `worker.DataCache`, kept between the tasks one worker process runs
+
+
+class MemberError(RuntimeError):
+    """A member could not be trained; the message is the reason. The original exception (a `DataError`, a torch
+    error) is not sent: unpickling it would import torch into the coordinator."""
+
+
+def reason(error: BaseException) -> str:
+    """An exception as one line a reader can act on: its message, named by its type where the name says little."""
+    text = (str(error).strip().splitlines() or [""])[0][:300]
+    return text if type(error).__name__.endswith("Error") and text else f"{type(error).__name__}: {text}"
 
 
 class CoordinatorSink:
@@ -44,7 +57,7 @@ class CoordinatorSink:
         self._send("set_model_status", run_id, model, status, diverged_step=diverged_step)
 
     def set_progress(self, run_id: str, progress: Any) -> None:
-        self._send("set_progress", run_id, progress)
+        self._send("set_progress", run_id, progress.to_json())  # text: the coordinator never unpickles a Progress
 
     def truncate_after(self, run_id: str, step: int) -> None:
         self._send("truncate_after", run_id, step)
@@ -73,18 +86,18 @@ def train_member(coordinator: Any, run_id: str, config_json: str, budget_s: floa
     if not ray.get(coordinator.started.remote(run_id, socket.gethostname(), os.getpid())):
         return str(RunState.CANCELLED)
     release_memory_eagerly()
-    config = Config.from_json(config_json)
-    if not config.threads:
-        torch.set_num_threads(max(1, round(num_cpus)))  # the task's share of its node, not the whole node
-    device = resolve_device(config.device)  # auto: the GPU where Ray gave this task one
-    policy, data = prepare(config, device, _DATA.setdefault(str(device), DataCache(device)))
-    sink.set_run_facts(run_id, device=policy.name, data_source=data.source, hostname=socket.gethostname(),
-                       torch_version=torch.__version__)
-    sink.truncate_after(run_id, -1)  # an attempt after a dead one writes every record again
     try:
+        config = Config.from_json(config_json)
+        if not config.threads:
+            torch.set_num_threads(max(1, round(num_cpus)))  # the task's share of its node, not the whole node
+        device = resolve_device(config.device)  # auto: the GPU where Ray gave this task one
+        policy, data = prepare(config, device, _DATA.setdefault(str(device), DataCache(device)))
+        sink.set_run_facts(run_id, device=policy.name, data_source=data.source, hostname=socket.gethostname(),
+                           torch_version=str(torch.__version__))  # a plain str: TorchVersion would import torch
+        sink.truncate_after(run_id, -1)  # an attempt after a dead one writes every record again
         state = Trainer(config, sink, run_id, data, policy, max_seconds=budget_s).run()
-    except Exception:
+    except Exception as error:
         sink.flush()
-        raise
+        raise MemberError(reason(error)) from None
     sink.flush()
     return str(state)

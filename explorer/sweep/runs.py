@@ -11,9 +11,8 @@ so the queue, the workers, the pages and the exports treat members as runs. Two 
   cluster, its records streamed to one writer on the head (`explorer.sweep.ray_backend`). Ray is an optional extra
   (requirements-ray.txt), imported only when this backend is asked for.
 
-A sweep's state is derived from its members: running while any is waiting or training, then finished (every member
-finished or diverged: a diverged deep plain net is a result), failed (a member failed) or stopped. Stopping a sweep
-stops each member through its run's control (`jobs.request`): waiting members are cancelled, training ones stop at
+A sweep's state is derived from its members (`rows.derive`). Stopping a sweep stops each member through its run's
+control (`jobs.request`): waiting members are cancelled, training ones stop at
 their worker's next lease renewal or, on Ray, are cancelled by the sweep's coordinator.
 """
 
@@ -32,8 +31,8 @@ from ..config import Config
 from ..estimate import Estimate
 from ..settings import settings
 from ..states import Control, RunState
-from ..store import RunStore, StoreError
-from .rows import member_rows, sweep_row
+from ..store import RunStore
+from .rows import member_rows, settle, sweep_row
 from .spec import RayOptions, SweepError, SweepSpec, plan
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
@@ -44,6 +43,8 @@ COORDINATOR_GONE = ("the sweep's Ray coordinator stopped answering (its driver o
 
 @dataclass(frozen=True)
 class SweepStatus:
+    """Where a sweep stands: its derived state, its members per run status, and why it failed, if it did."""
+
     sweep_id: str
     name: str
     backend: str
@@ -59,7 +60,8 @@ class SweepStatus:
     def line(self) -> str:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(self.counts.items(), key=lambda kv: -kv[1]))
         error = f": {self.error}" if self.error else ""
-        return f"sweep {self.sweep_id} ({self.name}, {self.backend}): {self.state}; {self.members} members: {counts}{error}"
+        return (f"sweep {self.sweep_id} ({self.name}, {self.backend}): {self.state}; {self.members} members: "
+                f"{counts}{error}")
 
 
 def _now() -> str:
@@ -70,19 +72,7 @@ def _new_sweep_id() -> str:
     return datetime.now(timezone.utc).strftime("s%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-# --- reading ---------------------------------------------------------------------------------------------------------
-def _derive(stored: str, states: Counter) -> RunState:
-    if not states or any(RunState(s).active for s in states):
-        return RunState.RUNNING if stored == str(RunState.RUNNING) or states else RunState(stored)
-    if stored in (str(RunState.STOPPED), str(RunState.FAILED)):
-        return RunState(stored)
-    if states.get(str(RunState.FAILED)):
-        return RunState.FAILED
-    if set(states) <= {str(RunState.FINISHED), str(RunState.DIVERGED)}:
-        return RunState.FINISHED
-    return RunState.STOPPED
-
-
+# --- reading -------------------------------------------------------------------------------------------------------
 def _reap_unstarted(store: RunStore, sweep_id: str) -> None:
     """Ray members still waiting whose coordinator stopped renewing their lease: nobody will train them now."""
     with store.transaction() as conn:
@@ -92,26 +82,18 @@ def _reap_unstarted(store: RunStore, sweep_id: str) -> None:
 
 
 def status(store: RunStore, sweep_id: str) -> SweepStatus:
-    """The sweep's state, derived from its members (see the module docstring); a sweep that just ended has its
-    state and, for a failed one, the first member's error written to its row."""
+    """The sweep's state, derived from its members (see the module docstring), after marking members whose worker
+    or coordinator went away interrupted."""
+    sweep_row(store, sweep_id)  # an unknown id fails before anything is written
     jobs.reap(store)
     _reap_unstarted(store, sweep_id)
-    row = sweep_row(store, sweep_id)
-    members = member_rows(store, sweep_id)
-    states = Counter(m["status"] for m in members)
-    state = _derive(row["status"], states)
-    error = row["error"] or ""
-    failed = [m for m in members if m["status"] == str(RunState.FAILED)]
-    if state is RunState.FAILED and not error and failed:
-        error = f"{len(failed)} of {len(members)} members failed, e.g. {failed[0]['run_id']}: {failed[0]['error']}"
-    if state.final and (row["status"] != str(state) or (row["error"] or "") != error):
-        with store.transaction() as conn:
-            conn.execute("UPDATE sweeps SET status = ?, error = ? WHERE sweep_id = ?", (str(state), error, sweep_id))
-    return SweepStatus(sweep_id=sweep_id, name=row["name"], backend=row["backend"], state=state, counts=dict(states),
-                       error=error, estimate_s=sum(m["estimate_s"] or 0.0 for m in members))
+    row, members, state, error = settle(store, sweep_id)
+    return SweepStatus(sweep_id=sweep_id, name=row["name"], backend=row["backend"], state=state,
+                       counts=dict(Counter(m["status"] for m in members)), error=error,
+                       estimate_s=sum(m["estimate_s"] or 0.0 for m in members))
 
 
-# --- starting ----------------------------------------------------------------------------------------------------------
+# --- starting ------------------------------------------------------------------------------------------------------
 def _ray_launcher() -> Callable[..., None]:
     try:
         from . import ray_backend

@@ -438,7 +438,8 @@ def landscape_2d_figure(frame: pd.DataFrame, scale: float = 1.0) -> go.Figure:
     fig = make_subplots(rows=1, cols=max(1, len(models)), shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=[display_name(m) for m in models] or ["no slice yet"])
     logged = np.log10(frame["loss"].where(frame["loss"] > 0)) if len(frame) else pd.Series(dtype=float)
-    finite = logged.replace([np.inf, -np.inf], np.nan).dropna()
+    logged = logged.replace([np.inf, -np.inf], np.nan)  # an exploded loss is a blank, not a colour
+    finite = logged.dropna()
     low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     if high - low < 1e-9:
         low, high = low - 0.05, high + 0.05
@@ -447,10 +448,10 @@ def landscape_2d_figure(frame: pd.DataFrame, scale: float = 1.0) -> go.Figure:
         rows = frame[frame["model"] == label].assign(z=logged)
         grid = rows.pivot_table(index="b", columns="a", values="z")
         loss = rows.pivot_table(index="b", columns="a", values="loss")
+        hover = f"a = %{{x:.2f}}, b = %{{y:.2f}}: loss %{{customdata:.3f}}<extra>{display_name(label)}</extra>"
         fig.add_trace(go.Contour(
             x=grid.columns, y=grid.index, z=grid.to_numpy(), customdata=loss.to_numpy(), coloraxis="coloraxis",
-            autocontour=False, contours=levels, line=dict(width=0.5),
-            hovertemplate="a = %{x:.2f}, b = %{y:.2f}: loss %{customdata:.3f}<extra>" + display_name(label) + "</extra>",
+            autocontour=False, contours=levels, line=dict(width=0.5), hovertemplate=hover,
         ), row=1, col=col)
         fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", showlegend=False, hoverinfo="skip",
                                  marker=dict(symbol="x-thin", size=12, line=dict(width=2, color="white"))),

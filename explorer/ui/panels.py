@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -80,8 +81,7 @@ def _until(tables: figures.RunTables, step: int) -> figures.RunTables:
     def cut(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame["step"] <= step] if len(frame) else frame
 
-    return figures.RunTables(cut(tables.steps), cut(tables.evals), cut(tables.probes), tables.models,
-                             tables.lesions, tables.config)
+    return replace(tables, steps=cut(tables.steps), evals=cut(tables.evals), probes=cut(tables.probes))
 
 
 def timeline(run_id: str, tables: figures.RunTables) -> int:
@@ -132,6 +132,37 @@ def diagram_panel(run_id: str, key: str) -> None:
                      caption="Each block coloured by the mean of its layers' probe signal, one log colour scale for "
                      "both nets; arcs are shortcuts (dashed: subsample and zero-pad). Long stages collapse their "
                      "middle blocks.", summary=live_diagram.summary(tables.probes, models, step, signal))
+
+
+def landscape_panel(run_id: str, key: str) -> None:
+    """The loss-surface slices of a finished run, when computed: they are computed off the web server (the
+    command below, on a worker's machine), priced first."""
+    from explorer import landscape
+    from explorer.palette import twin_pair as pair
+
+    store = get_store()
+    tables = figures.RunTables.read(store, run_id)
+    drawn = [name for name in ("landscape_1d", "landscape_2d") if figures.has_data(figures.CHARTS[name], tables)]
+    for name in drawn:
+        spec = figures.CHARTS[name]
+        theme.show_chart(spec.build(tables, "epoch", theme.scale()), key=f"{key}-{name}", caption=spec.caption,
+                         summary=spec.summary(tables))
+    config = tables.config
+    if config is None:
+        return
+    models = pair(config.labels)
+    slice_2d = landscape.SliceSpec("2d", tuple(models))
+    try:
+        seconds = landscape.estimate_seconds(store, run_id, slice_2d, landscape.resolve_policy(config, "cpu"))
+        priced = f" A 21×21 slice of {', '.join(models)} on 1,000 images is estimated at about {format_seconds(seconds)}."
+    except (StoreError, landscape.LandscapeError):
+        priced = ""
+    if len(drawn) < 2:
+        st.caption("Loss-surface slices (Li et al. 2018): the loss along the line from the initial to the trained "
+                   "weights, and on a plane of two filter-normalised random directions around the trained weights, "
+                   f"for the plain and residual twins side by side.{priced} They run as a job of their own, not "
+                   "in this page:")
+        st.code(f"python -m explorer landscape {run_id} --models {','.join(models)} --kind both", language="bash")
 
 
 def x_axis_picker(key: str) -> str:
