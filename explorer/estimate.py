@@ -19,14 +19,14 @@ import math
 import socket
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .config import Config, ModelConfig, blocks_per_stage, depth_of
+from .config import Config, ModelConfig
 from .device import DevicePolicy
 from .memory import MemoryEstimate, predict
 from .trainer import PROBE_IMAGES, FINAL_TRAIN_IMAGES
@@ -120,11 +120,9 @@ def _describe(cfg: ModelConfig, num_classes: int) -> tuple[int, int]:
 def model_cost(cfg: ModelConfig, num_classes: int = 10) -> tuple[int, int]:
     """(weighted layers, forward multiply-adds per image); deep CIFAR nets extrapolated from two shallow twins,
     exactly, since later blocks of a stage repeat."""
-    n = blocks_per_stage(cfg.family, cfg.depth, cfg.block)
-    if cfg.family == "vgg" or n <= 3:
-        return _describe(cfg, num_classes)
-    (l2, m2), (l3, m3) = (_describe(replace(cfg, depth=depth_of(cfg.block, k)), num_classes) for k in (2, 3))
-    return l3 + (n - 3) * (l3 - l2), m3 + (n - 3) * (m3 - m2)
+    from .models import linear_in_blocks
+
+    return linear_in_blocks(cfg, lambda net: _describe(net, num_classes))
 
 
 def estimate(config: Config, calibration: Calibration) -> Estimate:

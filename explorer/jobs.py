@@ -29,10 +29,10 @@ from .config import Config, ConfigError
 from .data import DataError, data_fingerprint, locate_source
 from .device import cpu_has_bf16_units, resolve_device
 from .estimate import Calibration, Estimate, calibration_for, estimate
-from .memory import ResourceError, check
+from .memory import check
 from .settings import settings
 from .states import Control, RunState
-from .store import RunStore, StoreError, code_version
+from .store import RunStore, code_version
 
 LEASE_SECONDS = 5.0  # a worker renews every second; a run whose lease lapsed this long ago is interrupted
 WORKER_STALE_SECONDS = 30.0
@@ -327,7 +327,7 @@ def queue_place(store: RunStore, run_id: str) -> QueuePlace | None:
     rows = store.read("SELECT run_id, owner, created FROM runs WHERE status = ? AND device_kind = ?",
                       (str(RunState.QUEUED), kind))
     live = tuple(str(s) for s in (RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
-    training = store.read(f"SELECT owner, estimate_s, progress FROM runs WHERE status IN (?, ?, ?) "
+    training = store.read("SELECT owner, estimate_s, progress FROM runs WHERE status IN (?, ?, ?) "
                           "AND device_kind = ?", (*live, kind))
     busy: dict[str, int] = {}
     for owner, *_ in training:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from .config import Config, ModelConfig, blocks_per_stage, depth_of
+from .config import Config, ModelConfig
 from .settings import available_ram, settings
 
 IMAGE_BYTES = 3 * 32 * 32  # one uint8 image
@@ -90,11 +90,9 @@ def _trace(cfg: ModelConfig, num_classes: int) -> tuple[int, int]:
 def model_footprint(cfg: ModelConfig, num_classes: int = 10) -> tuple[int, int]:
     """(saved activation bytes per image in fp32, parameters) of a net. Deep CIFAR nets are traced at two and three
     blocks per stage and extrapolated linearly in blocks per stage, which is exact: later blocks repeat."""
-    n = blocks_per_stage(cfg.family, cfg.depth, cfg.block)
-    if cfg.family == "vgg" or n <= 3:
-        return _trace(cfg, num_classes)
-    (a2, p2), (a3, p3) = (_trace(replace(cfg, depth=depth_of(cfg.block, k)), num_classes) for k in (2, 3))
-    return a3 + (n - 3) * (a3 - a2), p3 + (n - 3) * (p3 - p2)
+    from .models import linear_in_blocks
+
+    return linear_in_blocks(cfg, lambda net: _trace(net, num_classes))
 
 
 def _state_bytes(cfg: Config, parameters: int) -> int:

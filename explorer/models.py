@@ -19,13 +19,13 @@ import math
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig, blocks_per_stage
+from .config import ModelConfig, blocks_per_stage, depth_of
 
 CIFAR_WIDTHS = (16, 32, 64)
 VGG_WIDTHS = (64, 128, 256, 512, 512)
@@ -403,6 +403,17 @@ def init_weights(model: ExplorerNet, seed: int = 0) -> ExplorerNet:
                 for layer in block.final_layers():
                     layer.output_gain.zero_()
     return model
+
+
+def linear_in_blocks(cfg: ModelConfig, measure: Callable[[ModelConfig], tuple[int, ...]]) -> tuple[int, ...]:
+    """`measure` of a net, for a deep CIFAR net taken from its twins with two and three blocks per stage: every block
+    after the first of a stage is the same, so counts such as layers, multiply-adds, parameters and saved activations
+    grow exactly linearly with the blocks per stage, and ResNet-1202 is priced without being built."""
+    n = blocks_per_stage(cfg.family, cfg.depth, cfg.block)
+    if cfg.family == "vgg" or n <= 3:
+        return measure(cfg)
+    two, three = (measure(dataclasses.replace(cfg, depth=depth_of(cfg.block, k))) for k in (2, 3))
+    return tuple(b + (n - 3) * (b - a) for a, b in zip(two, three))
 
 
 def build_model(cfg: ModelConfig, num_classes: int = 10, seed: int = 0) -> ExplorerNet:

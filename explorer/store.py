@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 import secrets
 import shutil
@@ -42,7 +41,6 @@ import sqlite3
 import subprocess
 import tempfile
 import threading
-import time
 import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -55,7 +53,7 @@ import pandas as pd
 from . import __version__
 from .config import Config, ConfigError
 from .settings import settings
-from .states import Control, ModelState, RunState
+from .states import ModelState, RunState
 
 BUSY_TIMEOUT_S = 30.0
 BUNDLE_FORMAT = 1

@@ -229,8 +229,6 @@ class Trainer:
         except Exception as error:
             self._set_state(RunState.FAILED, f"{type(error).__name__}: {error}")
             raise
-        if state is RunState.FINISHED and self.after is not None:
-            self.after(self)
         return state
 
     def _build(self) -> None:
@@ -324,6 +322,8 @@ class Trainer:
             self.sink.set_model_status(self.run_id, label, model_state)
         if self.checkpoint_path and final is not RunState.DIVERGED:
             self._checkpoint(recorder, clock, optimizers, done)
+        if final is RunState.FINISHED and self.after is not None:
+            self.after(self)  # while the run is still running: its worker keeps the lease, its writes land
         self._set_state(final)
         return final
 

@@ -111,7 +111,7 @@ class Worker:
     def train(self, run_id: str, resume: bool = False) -> RunState:
         """Train a run this worker has claimed, renewing its lease from the start (loading data can take a while);
         returns its final state."""
-        store, sink = self.store, _LeasedSink(self.store)
+        sink = _LeasedSink(self.store)
         with self._renewing(run_id, sink):
             try:
                 return self._train(run_id, resume, sink)

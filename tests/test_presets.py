@@ -240,3 +240,23 @@ def test_very_deep_builds_resnet1202_and_prices_it_without_building_it():
     assert cost.steps == config.optim.steps
     assert cost.peak_memory_bytes > 3 * 4 * 19_421_274  # weights, gradients and momentum at least
     assert 0 < cost.images_per_s["resnet1202"] < 10_000
+
+
+def test_a_long_after_training_study_still_lands_in_the_store(store, monkeypatch):
+    """The lesion study runs while the run still counts as running, so its worker keeps the lease (renewed every
+    second) and its rows are written, however long it takes."""
+    import time
+
+    import explorer.presets as presets_module
+
+    slow = presets_module.lesion_errors
+
+    def lesion_errors(*args, **kwargs):
+        time.sleep(2.5)  # longer than a lease renewal
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(presets_module, "lesion_errors", lesion_errors)
+    config = tiny(PRESETS["lesion"].config(None, "cpu"))
+    run_id = train(store, config, preset="lesion")
+    assert store.status(run_id) is RunState.FINISHED
+    assert set(store.lesions(run_id)["model"]) == set(config.labels)

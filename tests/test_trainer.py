@@ -8,13 +8,12 @@ import torch
 import explorer.trainer as trainer_module
 from explorer import jobs
 from explorer.config import OptimConfig
-from explorer.data import load_data
 from explorer.device import DevicePolicy
 from explorer.models import build_model
-from explorer.states import Control, ModelState, RunState
+from explorer.states import Control, RunState
 from explorer.step import learning_rate
 from explorer.store import RunStore
-from explorer.trainer import Probe, Progress, Trainer, batch_statistics, loss_bound
+from explorer.trainer import Probe, Progress, batch_statistics, loss_bound
 from explorer.worker import Worker
 from support import OWNER, submit, tiny_config, train, wait_for
 

@@ -16,7 +16,7 @@ returns a `plotly.graph_objects.Figure`; nothing here knows about Streamlit. Con
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.config import display_name
-from explorer.metrics import final_numbers, running_mean, smoothing_window
+from explorer.metrics import running_mean
 from explorer.palette import (FAMILY_COLORS, FAMILY_TITLES, OTHER_COLOR, depth_of, families, family_of,
                               model_colors, model_order)
 RUN_DASHES: tuple[str, ...] = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
