@@ -570,7 +570,7 @@ class RunStore:
         directory.mkdir(parents=True, exist_ok=True)
         run = self.run(run_id)
         run["config"] = json.loads(run["config"])
-        for private in ("key_hash", "owner", "worker", "lease_expires", "control", "progress"):
+        for private in ("key_hash", "owner", "worker", "lease_expires", "control"):
             run[private] = None  # who ran it and how to control it stay on this machine
         models = self.read(f"SELECT {', '.join(COLUMNS['models'])} FROM models WHERE run_id = ? ORDER BY idx",
                            (run_id,))

@@ -16,7 +16,7 @@ import streamlit as st
 
 from explorer import jobs, lessons
 from explorer.states import RunState
-from explorer.ui import charts, figures, panels, session, theme
+from explorer.ui import charts, figures, session, theme
 from explorer.ui.app import main
 from explorer.ui.session import plain
 

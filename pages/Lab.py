@@ -7,6 +7,8 @@ controls through the store, and polls the store once a second while the run is w
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from explorer import jobs
@@ -35,7 +37,7 @@ def init_lab() -> str | None:
                 config = Config.from_query(query)
             except ConfigError as error:
                 st.error(f"The link's settings are not valid: {plain(error)}. Showing the default configuration.")
-        config = config or (run_id and session.stored_config(run_id))
+        config = config or (run_id and replayable(session.stored_config(run_id)))
         if config:
             config_form.load_config(config)
         else:
@@ -44,11 +46,17 @@ def init_lab() -> str | None:
     return state.get(LAB_RUN)
 
 
+def replayable(config: Config | None) -> Config | None:
+    """A stored run's configuration for this machine's form: a run recorded on a GPU is shown with device auto, so
+    replaying it does not greet a CPU server with a refusal."""
+    return replace(config, device="auto") if config is not None and config.device != "auto" else config
+
+
 def watch(run_id: str | None) -> None:
     """Make `run_id` the Lab's run and its configuration the form's (callable from a widget callback)."""
     st.session_state[LAB_RUN] = run_id
     if run_id:
-        config_form.load_config(session.stored_config(run_id) or config_form.current_config())
+        config_form.load_config(replayable(session.stored_config(run_id)) or config_form.current_config())
 
 
 @st.cache_data(ttl=60, max_entries=64, show_spinner=False)

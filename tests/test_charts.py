@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from explorer import metrics
 from explorer.ui import charts
 
 MODELS = ("plain20", "plain56", "resnet20", "resnet56")
@@ -134,12 +135,12 @@ def test_final_numbers_has_one_row_per_model_with_the_last_evaluation():
     steps, evals, _ = tables()
     models = pd.DataFrame({"run_id": "r1", "model": list(MODELS), "idx": range(4), "params": [1, 2, 3, 4],
                            "status": "finished", "diverged_step": pd.NA})
-    finals = charts.final_numbers(steps, evals, models).set_index("model")
+    finals = metrics.final_numbers(steps, evals, models).set_index("model")
     assert list(finals.index) == list(MODELS)
     assert finals.loc["plain56", "test_err"] == pytest.approx(35.0)
     assert finals.loc["plain56", "batch_train_err"] > finals.loc["plain20", "batch_train_err"] + 10
     assert finals.loc["resnet56", "params"] == 4 and finals.loc["resnet56", "step"] == 119
-    empty = charts.final_numbers(steps, evals.iloc[0:0])
+    empty = metrics.final_numbers(steps, evals.iloc[0:0])
     assert empty["test_err"].isna().all()
 
 

@@ -36,10 +36,11 @@ LIVE_CHARTS = [["loss", "lr"], ["responses", "gradient_profile"]]
 def data_status() -> None:
     """Sidebar lines on every page: where runs train (the live workers), and which data this server offers."""
     live = jobs.live_workers(get_store())
-    devices = ", ".join(sorted({w["device"] for w in live})) or "no worker running yet"
+    devices = ", ".join(sorted({w["device"] for w in live}))
     busy = sum(1 for w in live if w["run_id"])
-    sources = ", ".join(sources_offered())
-    st.sidebar.caption(f"Workers: {len(live)} ({busy} training) on {plain(devices)}  \nData: {plain(sources)}")
+    workers = (f"Workers: {len(live)} ({busy} training) on {plain(devices)}" if live
+               else "Workers: none running yet (the app starts one; or run `python -m explorer worker`)")
+    st.sidebar.caption(f"{workers}  \nData: {plain(', '.join(sources_offered()))}")
 
 
 def data_banner() -> None:
@@ -178,6 +179,16 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 
+def _progress_from_records(run_id: str, p):
+    tables = run_tables(run_id)
+    if tables.steps.empty or tables.config is None:
+        return p
+    step, wall = int(tables.steps["step"].max()) + 1, float(tables.steps["wall"].max())
+    total, _ = tables.config.run_steps()
+    return replace(p, step=step, total_steps=total, epoch=float(tables.steps["epoch"].max()), elapsed_s=wall,
+                   images_per_s=step * tables.config.optim.batch_size / wall if wall > 0 else 0.0)
+
+
 def status_line(run_id: str) -> RunState:
     """The run's state as the store has it: queue position, or step, epoch, speed, device, GPU memory, data, ETA;
     for a finished recording, where it was recorded. Returns the state."""
@@ -186,6 +197,8 @@ def status_line(run_id: str) -> RunState:
         st.error("This run is no longer in the run store.")
         return RunState.FAILED
     state, p = RunState(row["status"]), progress(row)
+    if p.total_steps == 0 and state.final:  # a recorded run: its progress is read off its records
+        p = _progress_from_records(run_id, p)
     if state is RunState.QUEUED:
         place = jobs.queue_place(get_store(), run_id)
         ahead = f" · about {format_seconds(place.ahead_seconds)} of training ahead on {place.workers} worker" \
@@ -235,8 +248,8 @@ def _weights(store: RunStore, run_id: str) -> bytes:
 
 
 def downloads(run_id: str, config: Config, x: str) -> None:
-    """Download buttons (built on click, from the store): metrics, each chart as standalone HTML, the trained
-    weights, the config, and the command line that reruns the run."""
+    """Download buttons (built on click, from the store): metrics, the trained weights, the config, any chart, and
+    the command line that reruns the run."""
     store = get_store()
     st.code(cli_command(config), language="bash", wrap_lines=True)
     st.caption("Or save the configuration and run `python -m explorer train --config run.json`.")
@@ -249,15 +262,32 @@ def downloads(run_id: str, config: Config, x: str) -> None:
     if RunState(store.run(run_id)["status"]) in (RunState.FINISHED, RunState.STOPPED):
         buttons["Trained weights (.pt)"] = (lambda: _weights(store, run_id), f"{run_id}-weights.pt",
                                             "application/octet-stream")
-    tables = run_tables(run_id)
-    for name, spec in figures.CHARTS.items():
-        if not figures.has_data(spec, tables):
-            continue
-        buttons[f"{spec.title} (HTML)"] = (
-            lambda spec=spec: charts.figure_html(spec.build(figures.RunTables.read(store, run_id), x, 1.0)),
-            f"{run_id}-{name}.html", "text/html")
     columns = st.columns(4)
     for i, (label, (data, file_name, mime)) in enumerate(buttons.items()):
         with columns[i % 4]:
             st.download_button(label, data, file_name=file_name, mime=mime, key=f"download-{run_id}-{i}",
                                on_click="ignore", width="stretch")
+    chart_download(store, run_id, x)
+
+
+def chart_download(store: RunStore, run_id: str, x: str) -> None:
+    """Any chart of the run as a standalone HTML page, or (where Kaleido and a browser are installed, off a hosted
+    server) as a publication-size PNG or SVG."""
+    from explorer.ui import static
+
+    tables = run_tables(run_id)
+    names = [name for name, spec in figures.CHARTS.items() if figures.has_data(spec, tables)]
+    formats = ["html"] + (["png", "svg"] if not hosted() and static.can_render() else [])
+    pick, fmt_col, button = st.columns([3, 1, 2], vertical_alignment="bottom")
+    name = pick.selectbox("Chart", names, format_func=lambda n: figures.CHARTS[n].title, key=f"chart-{run_id}")
+    fmt = fmt_col.selectbox("Format", formats, key=f"chart-format-{run_id}")
+    if name is None:
+        return
+
+    def render() -> bytes | str:
+        figure = figures.CHARTS[name].build(figures.RunTables.read(store, run_id), x, 1.0)
+        return charts.figure_html(figure) if fmt == "html" else static.figure_image(figure, fmt)
+
+    mime = {"html": "text/html", "png": "image/png", "svg": "image/svg+xml"}[fmt]
+    button.download_button("Download chart", render, file_name=f"{run_id}-{name}.{fmt}", mime=mime,
+                           key=f"chart-download-{run_id}", on_click="ignore", width="stretch")

@@ -80,6 +80,15 @@ def browser_path() -> str | None:
     return next((path for name in BROWSER_NAMES if (path := shutil.which(name))), None)
 
 
+def can_render() -> bool:
+    """Whether static images can be made here (Kaleido installed and a browser found)."""
+    try:
+        _kaleido_options()
+    except StaticExportError:
+        return False
+    return True
+
+
 def _kaleido_options() -> dict:
     try:
         import kaleido  # noqa: F401  (only to say clearly that it is missing)
