@@ -426,7 +426,8 @@ def classify_link(case: dict, record: dict, baseline: dict[str, set[str]]) -> di
     if any(re.search(r":(red|blue|green|orange|violet|gray|rainbow)\[alert\]", CODE.sub(" ", b)) for b in bodies):
         notes.append("a :color[..] directive from the link is rendered")
     mentions = [m.lower() for m in case.get("mention", []) if m]
-    refused = [t for t in new_alerts if any(m in t.lower() for m in mentions)]
+    # Escaped markdown ("weight\\_decay \\-1") reads without its backslashes in a browser: match what a user reads.
+    refused = [t for t in new_alerts if any(m in re.sub(r"\\(.)", r"\1", t).lower() for m in mentions)]
     if record.get("timed_out"):
         outcome, line = "hang", record.get("raised") or "timed out"
     elif exceptions or record.get("raised"):

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -382,10 +383,24 @@ def cmd_presets(args: argparse.Namespace) -> None:
         print(f"{key:20s} {preset.title}")
 
 
+def _writable_folder(folder: str | Path, flag: str) -> None:
+    """Refuse an output folder that cannot be created or written before hours of training, not after."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UsageError(f"cannot write into {str(folder)[:200]} ({error.strerror or error}): choose a writable "
+                         f"{flag}") from None
+
+
 def cmd_reproduce(args: argparse.Namespace) -> None:
     from .reproduce import reproduce
 
     _preset(args.preset)
+    if args.out:
+        _writable_folder(Path(args.out).parent, "--out")
     result = reproduce(args.preset, budget_s=_budget(args.budget), data_source=args.data, out=args.out,
                        store=RunStore(args.store), device=args.device, train=_train_printing)
     verdict = result.verdict
@@ -401,6 +416,8 @@ def cmd_record(args: argparse.Namespace) -> None:
     keys = args.presets or list(PRESETS)
     for key in keys:
         _preset(key)
+    if args.out_dir:
+        _writable_folder(args.out_dir, "--out-dir")
     record(keys, out_dir=args.out_dir, budget_s=_budget(args.budget), data_source=args.data,
            store=RunStore(args.store), device=args.device, train=_train_printing)
 

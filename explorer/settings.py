@@ -75,15 +75,27 @@ def data_roots_from(text: str) -> dict[str, Path]:
     return roots
 
 
-def available_ram() -> int:
-    """Bytes of memory the kernel says are available now (MemAvailable), or 4 GB where it cannot be read."""
+def available_ram(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """Bytes of memory free for this process: the kernel's MemAvailable, or less where a container's memory limit
+    (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``, less what the group uses) leaves less; /proc/meminfo
+    inside a container shows the host's memory. 4 GB where nothing can be read."""
+    free = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
+                free = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
         pass
-    return 4 * GB
+    for limit, usage in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes",
+                                                            "memory/memory.usage_in_bytes")):
+        try:
+            cap = int((cgroup / limit).read_text().strip()) - int((cgroup / usage).read_text().strip())
+        except (OSError, ValueError):  # no such file, or "max": no limit
+            continue
+        if cap < (1 << 60):  # v1 writes "no limit" as a huge number
+            free = max(0, cap) if free is None else min(free, max(0, cap))
+        break
+    return 4 * GB if free is None else free
 
 
 @dataclass(frozen=True)

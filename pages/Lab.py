@@ -183,12 +183,21 @@ def page() -> None:
             upto = panels.timeline(run_id, tables) if now.final else None
             curves, diagram = st.columns([3, 2])
             with curves:
-                panels.show_run_charts(run_id, x, "lab-top", upto, layout=[["errors"]])
+                panels.show_run_charts(run_id, x, "lab-top", upto, layout=[["errors"]], tables=tables)
             with diagram:
-                panels.diagram_panel(run_id, "lab")
-            panels.show_run_charts(run_id, x, "lab", upto)
+                panels.diagram_panel(run_id, "lab", tables)
+            if not state.active:
+                panels.show_run_charts(run_id, x, "lab", upto, tables=tables)
+
+        # Below the fold, loss, learning rate and the per-layer profiles of a live run redraw every 5 s: building
+        # them every second doubled the server's CPU per poll (bench/app_serving.py).
+        @st.fragment(run_every=5.0)
+        def details() -> None:
+            panels.show_run_charts(run_id, x, "lab")
 
         live()
+        if state.active:
+            details()
         show_verdict(run_id)
         if state.final and state is not RunState.FAILED:
             with st.expander("Loss landscape (Li et al. 2018)"):

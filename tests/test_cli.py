@@ -41,6 +41,8 @@ def test_describe_table_names_the_model(capsys):
     (["train", "--config", "/no/such/config.json"], "No such file"),
     (["export", "r-missing", "--out", "x.csv"], "r-missing"),
     (["frobnicate"], "invalid choice"),
+    (["reproduce", "degradation", "--out", "/proc/report.html"], "choose a writable --out"),  # before training
+    (["record", "degradation", "--out-dir", "/proc/recorded"], "choose a writable --out-dir"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path, capsys):
     assert main(["--store", str(tmp_path / "runs.sqlite"), *args]) == 2

@@ -7,6 +7,7 @@ import pytest
 
 from bench.memory import measure_in_subprocess
 from explorer.config import Config, DataConfig, ModelConfig, OptimConfig
+from explorer.settings import available_ram
 from explorer.memory import (ResourceError, check, format_bytes, largest_batch, model_footprint,
                              predict)
 
@@ -95,3 +96,20 @@ def test_the_limit_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("EXPLORER_MEMORY_LIMIT", "100MB")
     with pytest.raises(ResourceError, match="100.0 MB this server allows"):
         check(config, "cpu", "fp32")
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"memory.max": "2000000000\n", "memory.current": "500000000\n"}, 1_500_000_000),  # cgroup v2 container
+    ({"memory.max": "max\n", "memory.current": "500000000\n"}, None),  # v2, no limit: the kernel's figure
+    ({"memory/memory.limit_in_bytes": "1000000000\n", "memory/memory.usage_in_bytes": "1200000000\n"}, 0),  # v1, over
+    ({"memory/memory.limit_in_bytes": str(2 ** 63 - 4096), "memory/memory.usage_in_bytes": "1"}, None),  # v1 unlimited
+])
+def test_free_memory_respects_a_containers_limit(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    host, free = available_ram(tmp_path / "no-cgroup-here"), available_ram(tmp_path)
+    if expected is None or expected > host:
+        assert free == pytest.approx(host, abs=300e6)  # MemAvailable moves a little between the two reads
+    else:
+        assert free == expected

@@ -5,6 +5,7 @@ tidy table and its summary, stopping, recording and replaying, the CLI, and the 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,8 @@ from explorer.sweep import SweepError, SweepSpec
 from explorer.ui import charts
 from explorer.worker import Worker
 from support import OWNER, submit, tiny_config, tiny_sweep
+
+REPO = Path(__file__).resolve().parent.parent
 
 MEMBERS = 8  # 2 families x 2 depths x 2 seeds
 
@@ -326,3 +329,17 @@ def test_members_that_did_not_finish_are_not_drawn():
     summary.loc[summary["depth"] == 56, ["n", "mean"]] = (0, np.nan)
     fig = charts.sweep_figure(summary, "test_err")
     assert all(56 not in list(t.x) for t in fig.data)
+
+
+def test_the_shipped_cpu_depth_sweep_replays_and_shows_degradation_over_seeds():
+    """assets/recorded/cpu/sweep-depth (real CIFAR-10, 2 seeds): what docs/SWEEPS.md and the Compare page show."""
+    folder = REPO / "assets" / "recorded" / "cpu" / "sweep-depth"
+    with RunStore.memory() as replay:
+        sweep_id = sweep.load_recorded(folder, replay)
+        current = sweep.status(replay, sweep_id)
+        assert current.state is RunState.FINISHED and current.members == 16
+        means = sweep.summary(replay, sweep_id).query("metric == 'train_err'").set_index("model")
+    assert set(means["n"]) == {2}
+    plain, resnet = means.filter(like="plain", axis=0)["mean"], means.filter(like="resnet", axis=0)["mean"]
+    assert plain.iloc[-1] > plain.iloc[0] + 10  # plain-56 trains worse than plain-20
+    assert resnet.max() < plain.min()  # every ResNet below every plain net

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from explorer.config import display_name
@@ -49,11 +50,16 @@ LOG_METRICS = frozenset({"loss", "train_loss", "test_loss", "grad_norm", "weight
 
 
 # --- look ------------------------------------------------------------------------------------------------
+# plotly_white's layout alone: every figure copies its template, and the whole one (with a default for every trace
+# type) costs 10 ms a figure, a third of a live chart's build.
+TEMPLATE = go.layout.Template(layout=pio.templates["plotly_white"].layout)
+
+
 def style(fig: go.Figure, scale: float = 1.0, uirevision: str = "explorer", height: int | None = None) -> go.Figure:
     """The shared look: white template, fonts times `scale`, legend at the right, zoom kept across updates."""
     size = BASE_FONT * scale
     fig.update_layout(
-        template="plotly_white",
+        template=TEMPLATE,
         font=dict(size=size),
         legend=dict(font=dict(size=size), tracegroupgap=2),
         margin=dict(l=10, r=10, t=30 + 20 * scale, b=10),

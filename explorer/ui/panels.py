@@ -1,14 +1,15 @@
 """The pieces the pages are made of: the data banner, a run's status line, its live charts and its downloads.
 
-Everything comes from the store. A run's tables and figures are cached per (run, last recorded step) for the whole
-server, so thirty browsers watching one run cost one read and one figure build per new step, not thirty; a poll
-that finds no new step costs one indexed query.
+Everything comes from the store. A run's tables are held once per server and extended with only the rows recorded
+since the last poll; its figures are cached per (run, last recorded step), so thirty browsers watching one run cost
+one small read and one figure build per new step, not thirty full reads.
 """
 
 from __future__ import annotations
 
 import shlex
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,24 +58,67 @@ def data_banner() -> None:
 
 
 # --- a run's tables and figures, shared by every viewer --------------------------------------------------------
+class _LiveTables:
+    """One run's tables in this server process, extended on each read with the rows recorded since (a lock per run:
+    Streamlit runs each browser's script in its own thread)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.status: str | None = None
+        self.tables: figures.RunTables | None = None
+
+
 @st.cache_resource(max_entries=64, ttl=3600, show_spinner=False)
-def _tables(run_id: str, latest_step: int, status: str) -> figures.RunTables:
-    """The run's tables as of `latest_step` (the key: a new step or status reads again, nothing else does)."""
-    return figures.RunTables.read(get_store(), run_id)
+def _live_tables(run_id: str) -> _LiveTables:
+    return _LiveTables()
+
+
+SORT_KEYS = {"steps": ["model", "step"], "evals": ["model", "step"], "probes": ["model", "step", "layer"]}
+
+
+def _extended(store: RunStore, run_id: str, name: str, old: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    """`old` with the rows recorded since. Each model's rows of a table arrive in step order, so everything after
+    the step every model has reached is read again (rows a flush rewrote included); a model with no rows yet
+    means a full read."""
+    if old.empty or set(models["model"]) - set(old["model"].unique()):
+        return getattr(store, name)(run_id)
+    since = int(old.groupby("model")["step"].max().min())
+    new = getattr(store, name)(run_id, since_step=since)
+    kept = old[old["step"] <= since]
+    if new.empty:
+        return kept if len(kept) < len(old) else old
+    return pd.concat([kept, new], ignore_index=True).sort_values(SORT_KEYS[name], kind="stable", ignore_index=True)
 
 
 def run_tables(run_id: str) -> figures.RunTables:
+    """The run's tables now: a full read when its status changed (a resumed run may rewrite rows; a finished one
+    gains its lesion study), else the held tables plus the rows recorded since."""
     store = get_store()
-    row = store.run(run_id)
-    return _tables(run_id, store.latest_step(run_id), row["status"])
+    status = store.run(run_id)["status"]
+    entry = _live_tables(run_id)
+    with entry.lock:
+        if entry.tables is None or entry.status != status:
+            entry.tables, entry.status = figures.RunTables.read(store, run_id), status
+        else:
+            held = entry.tables
+            models = store.models(run_id)
+            entry.tables = replace(held, models=models, **{
+                name: _extended(store, run_id, name, getattr(held, name), models) for name in SORT_KEYS})
+        return entry.tables
+
+
+def last_step(tables: figures.RunTables) -> int:
+    return int(tables.steps["step"].max()) if len(tables.steps) else -1
 
 
 @st.cache_resource(max_entries=256, ttl=3600, show_spinner=False)
-def _figure(run_id: str, latest_step: int, status: str, name: str, x: str, scale: float, upto: int) -> go.Figure:
-    tables = _tables(run_id, latest_step, status)
-    if upto < latest_step:
-        tables = _until(tables, upto)
-    return figures.CHARTS[name].build(tables, x, scale)
+def _figure(run_id: str, latest_step: int, status: str, name: str, x: str, scale: float, upto: int,
+            _tables: figures.RunTables) -> tuple[go.Figure, str]:
+    """A chart of the run as of `latest_step` and its summary in numbers (`latest_step` is the cache key; `_tables`
+    is that snapshot, not hashed)."""
+    tables = _until(_tables, upto) if upto < latest_step else _tables
+    spec = figures.CHARTS[name]
+    return spec.build(tables, x, scale), spec.summary(tables)
 
 
 def _until(tables: figures.RunTables, step: int) -> figures.RunTables:
@@ -95,12 +139,10 @@ def timeline(run_id: str, tables: figures.RunTables) -> int:
 
 
 def show_run_charts(run_id: str, x: str, key: str, upto: int | None = None,
-                    layout: list[list[str]] | None = None) -> None:
+                    layout: list[list[str]] | None = None, tables: figures.RunTables | None = None) -> None:
     """The run's charts (registry entries), each with its caption and a one-sentence summary of its numbers."""
-    store = get_store()
-    row = store.run(run_id)
-    latest = store.latest_step(run_id)
-    tables = _tables(run_id, latest, row["status"])
+    tables = tables if tables is not None else run_tables(run_id)
+    latest, status = last_step(tables), _live_tables(run_id).status
     if tables.steps.empty:
         st.info("No steps recorded yet: the charts appear with the first ones.")
         return
@@ -111,13 +153,13 @@ def show_run_charts(run_id: str, x: str, key: str, upto: int | None = None,
         for column, name in zip(st.columns(max(1, len(names))), names):
             spec = figures.CHARTS[name]
             with column:
-                theme.show_chart(_figure(run_id, latest, row["status"], name, x, theme.scale(), upto),
-                                 key=f"{key}-{name}", caption=spec.caption, summary=spec.summary(shown))
+                figure, summary = _figure(run_id, latest, status, name, x, theme.scale(), upto, tables)
+                theme.show_chart(figure, key=f"{key}-{name}", caption=spec.caption, summary=summary)
 
 
-def diagram_panel(run_id: str, key: str) -> None:
+def diagram_panel(run_id: str, key: str, tables: figures.RunTables | None = None) -> None:
     """The block diagram, live: the twins' blocks coloured by a probe signal at a step the reader scrubs."""
-    tables = run_tables(run_id)
+    tables = tables if tables is not None else run_tables(run_id)
     if tables.probes.empty:
         st.caption("The block diagram colours in with the first probe.")
         return

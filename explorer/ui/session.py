@@ -19,7 +19,7 @@ from typing import Mapping
 import pandas as pd
 import streamlit as st
 
-from explorer import jobs
+from explorer import jobs, sweep
 from explorer.config import Config, ConfigError, display_name
 from explorer.data import DataError
 from explorer.memory import ResourceError
@@ -53,6 +53,13 @@ def get_store() -> RunStore:
                 store.import_bundle(bundle)
             except StoreError as error:  # a broken bundle must not take the app down
                 logging.getLogger(__name__).warning("recorded run skipped: %s", error)
+    known = set(sweep.sweep_ids(store))
+    for document in sorted(RECORDED_DIR.glob("*/*/sweep.json")):
+        try:
+            if json.loads(document.read_text())["sweep"]["sweep_id"] not in known:
+                sweep.load_recorded(document.parent, store)
+        except (StoreError, OSError, ValueError, KeyError, TypeError) as error:
+            logging.getLogger(__name__).warning("recorded sweep skipped: %s", error)
     return store
 
 
