@@ -62,7 +62,8 @@ def page() -> None:
     if len(wanted) < len(asked):
         st.warning(f"{len(asked) - len(wanted)} run(s) from the link are not in this app's run store "
                    f"({plain(', '.join(r[:24] for r in asked if r not in wanted)[:200])}): showing the others.")
-    run_ids = session.pick_runs("compare_runs", all_runs, default=wanted or all_runs["run_id"][:2].tolist(),
+    single = all_runs[all_runs["sweep_id"].isna()] if "sweep_id" in all_runs else all_runs  # sweeps: drawn below
+    run_ids = session.pick_runs("compare_runs", all_runs, default=wanted or single["run_id"][:2].tolist(),
                                 label="Runs to compare")
     session.sync_url({"runs": ",".join(run_ids)})
     sweeps.section(store)

@@ -119,7 +119,7 @@ def test_layer_profile_reads_the_last_probe_at_or_before_the_step():
     assert len(charts.layer_profile(with_classifier, "response_std").data[0].y) == 5  # conv layers only (Fig. 7)
     assert len(charts.layer_profile(with_classifier, "grad_norm").data[0].y) == 6
     picked = charts.layer_profile(probes, "grad_norm", models=["plain56"])
-    assert [t.name for t in picked.data] == ["plain56"]
+    assert [t.name for t in picked.data] == ["Plain-56"]  # named for people
     assert picked.data[0].line.color == charts.model_colors(MODELS)["plain56"]  # the run's colours, not the subset's
 
 

@@ -196,7 +196,7 @@ def overlay_figure(frame: pd.DataFrame, y: str, x: str = "epoch", scale: float =
                              key=lambda key: (list(dashes).index(key[0]), model_order(key[1]))):
         curve = frame.loc[(frame["run"] == run) & (frame["model"] == label), [x, y]]
         curve = downsample(curve.sort_values(x), x)
-        fig.add_trace(go.Scatter(x=curve[x], y=curve[y], name=f"{run} · {label}", mode="lines",
+        fig.add_trace(go.Scatter(x=curve[x], y=curve[y], name=f"{run} · {display_name(label)}", mode="lines",
                                  line=dict(color=colors[label], dash=dashes[run], width=2)))
     fig.update_xaxes(title_text=X_TITLES.get(x, x))
     _y_axis(fig, y)
@@ -293,7 +293,7 @@ def layer_profile(probes: pd.DataFrame, metric: str = "grad_norm", step: int | N
         if sort:
             y, x = np.sort(y)[::-1], np.arange(len(y))
         fig.add_trace(go.Scatter(
-            x=x, y=y, name=label, mode="lines+markers", customdata=profile["layer_name"],
+            x=x, y=y, name=display_name(label), mode="lines+markers", customdata=profile["layer_name"],
             line=dict(color=colors[label], width=2), marker=dict(size=5),
             hovertemplate=None if sort else "layer %{x} %{customdata}<br>%{y:.3g}",
         ))
@@ -403,7 +403,7 @@ def lesion_figure(lesions: pd.DataFrame, baseline: dict[str, float] | None = Non
     colors = model_colors(_labels(lesions))
     for label in _labels(lesions):
         rows = lesions[lesions["model"] == label].sort_values("block")
-        fig.add_trace(go.Scatter(x=rows["block"], y=rows["test_err"], name=label, mode="lines+markers",
+        fig.add_trace(go.Scatter(x=rows["block"], y=rows["test_err"], name=display_name(label), mode="lines+markers",
                                  customdata=rows["block_name"], hovertemplate="block %{x} %{customdata}: %{y:.1f}%",
                                  line=dict(color=colors[label], width=2)))
         if label in baseline:
