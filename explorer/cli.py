@@ -116,7 +116,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     base = Config()
     if args.config:
         base = read_config_file(args.config)
-    if getattr(args, "preset", None):
+    if getattr(args, "preset", None) is not None:  # an empty --preset is a mistake, not "no preset"
         base = _preset(args.preset).config(device=_flag(args, "device") or "auto",
                                            data_source=_flag(args, "data") or base.data.source)
     query = {key: value for key in QUERY_KEYS if (value := _flag(args, key)) is not None}

@@ -345,6 +345,15 @@ class OptimConfig:
             raise ConfigError("nothing to train: set epochs or steps above 0")
 
 
+def _legacy_bf16(value: Any, meanings: Mapping[Any, str]) -> str:
+    """The precision an old configuration's ``bf16`` flag meant; anything but a yes or no is refused."""
+    try:
+        return meanings[value]
+    except (KeyError, TypeError):
+        raise ConfigError(f"bf16 {str(value)[:40]!r} is not a yes or no: write precision=bf16, fp32 or auto "
+                          "instead") from None
+
+
 @dataclass(frozen=True)
 class Config:
     """A run: the models trained in lockstep and everything they share."""
@@ -416,7 +425,7 @@ class Config:
             raise ConfigError("a configuration must be an object of fields (models, data, optim, ...)")
         raw = dict(raw)
         if "bf16" in raw and "precision" not in raw:  # written by versions before `precision`
-            raw["precision"] = "bf16" if raw.pop("bf16") is True else "fp32"
+            raw["precision"] = _legacy_bf16(raw.pop("bf16"), {True: "bf16", False: "fp32"})
         models_raw = raw.pop("models", [{}])
         if not isinstance(models_raw, (list, tuple)):
             raise ConfigError("models must be a list of model labels or model objects")
@@ -468,7 +477,8 @@ class Config:
             raise ConfigError("a URL query must be key=value pairs")
         query = dict(query)
         if "bf16" in query and "precision" not in query:  # links written before `precision`
-            query["precision"] = {"1": "bf16", "true": "bf16"}.get(str(query["bf16"]).lower(), "fp32")
+            query["precision"] = _legacy_bf16(str(query["bf16"]).lower(), {"1": "bf16", "true": "bf16", "0": "fp32",
+                                                                           "false": "fp32"})
         query.pop("bf16", None)
         unknown = sorted(str(k) for k in set(query) - set(QUERY_KEYS) - {"models", *APP_KEYS})
         if unknown:

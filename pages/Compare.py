@@ -51,6 +51,16 @@ def shown_finals(finals: pd.DataFrame) -> pd.DataFrame:
     return table.fillna(MISSING)
 
 
+def default_runs(all_runs: pd.DataFrame) -> list[str]:
+    """The two newest runs trained here; on a server with none yet, the classic demo recorded on a GPU and on a
+    CPU (sweeps have their own section below)."""
+    recorded = set(session.recorded_runs())
+    trained = all_runs[all_runs["sweep_id"].isna() & ~all_runs["run_id"].isin(recorded)]
+    if len(trained):
+        return trained["run_id"][:2].tolist()
+    return [r for r in (session.recorded_run_of("degradation", k) for k in ("gpu", "cpu")) if r]
+
+
 def page() -> None:
     st.title("Compare")
     st.caption("Overlay stored runs: the same axes, one colour per model, one dash per run. Sweeps (several seeds "
@@ -62,8 +72,7 @@ def page() -> None:
     if len(wanted) < len(asked):
         st.warning(f"{len(asked) - len(wanted)} run(s) from the link are not in this app's run store "
                    f"({plain(', '.join(r[:24] for r in asked if r not in wanted)[:200])}): showing the others.")
-    single = all_runs[all_runs["sweep_id"].isna()] if "sweep_id" in all_runs else all_runs  # sweeps: drawn below
-    run_ids = session.pick_runs("compare_runs", all_runs, default=wanted or single["run_id"][:2].tolist(),
+    run_ids = session.pick_runs("compare_runs", all_runs, default=wanted or default_runs(all_runs),
                                 label="Runs to compare")
     session.sync_url({"runs": ",".join(run_ids)})
     sweeps.section(store)

@@ -159,6 +159,13 @@ def test_hosted_mode_refuses_a_run_too_big_with_the_figure(store, monkeypatch):
     assert app.button(key="train").disabled
 
 
+def test_compare_opens_on_the_recorded_classic_demo_until_a_run_is_trained_here(store):
+    references = [session.recorded_run_of("degradation", kind) for kind in ("gpu", "cpu")]
+    assert page("Compare").session_state["compare_runs"] == references  # not a sweep's seeds, not any newest run
+    mine = add_run(store)
+    assert page("Compare").session_state["compare_runs"] == [mine]
+
+
 def test_compare_shows_a_dash_never_none_and_draws_depth_for_one_run_only(store):
     first, second = add_run(store), add_run(store, {**TINY, "seed": "3"})
     app = page("Compare", query={"runs": f"{first},{second}"})

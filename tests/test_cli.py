@@ -41,6 +41,7 @@ def test_describe_table_names_the_model(capsys):
     (["train", "--config", "/no/such/config.json"], "No such file"),
     (["export", "r-missing", "--out", "x.csv"], "r-missing"),
     (["frobnicate"], "invalid choice"),
+    (["describe", "--preset", ""], "unknown preset ''"),
     (["reproduce", "degradation", "--out", "/proc/report.html"], "choose a writable --out"),  # before training
     (["record", "degradation", "--out-dir", "/proc/recorded"], "choose a writable --out-dir"),
 ])

@@ -99,6 +99,10 @@ def test_links_and_files_written_before_precision_still_read():
     assert Config.from_query("bf16=0").precision == "fp32"
     assert Config.from_json('{"bf16": true}').precision == "bf16"
     assert Config.from_json('{"bf16": false}').precision == "fp32"
+    for old_query, old_file in (("bf16=nan", '{"bf16": "no"}'), ("bf16=maybe", '{"bf16": [1]}')):
+        for read in (lambda: Config.from_query(old_query), lambda: Config.from_json(old_file)):
+            with pytest.raises(ConfigError, match="not a yes or no: write precision="):
+                read()  # not silently fp32
 
 
 def test_a_data_source_is_a_name_never_a_path():
