@@ -61,6 +61,18 @@ def default_runs(all_runs: pd.DataFrame) -> list[str]:
     return [r for r in (session.recorded_run_of("degradation", k) for k in ("gpu", "cpu")) if r]
 
 
+def default_difference(series: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    """The degradation gap within one run (its deepest plain net minus its shallowest), never a difference across
+    runs, whose scale or data may differ; else the first two curves."""
+    for run in dict.fromkeys(run for run, _ in series.values()):
+        plain = sorted((s for s, (r, model) in series.items() if r == run and family_of(model) == "plain"),
+                       key=lambda s: depth_of(series[s][1]))
+        if len(plain) >= 2 and depth_of(series[plain[-1]][1]) > depth_of(series[plain[0]][1]):
+            return plain[-1], plain[0]
+    first, second = list(series)[:2]
+    return first, second
+
+
 def page() -> None:
     st.title("Compare")
     st.caption("Overlay stored runs: the same axes, one colour per model, one dash per run. Sweeps (several seeds "
@@ -107,10 +119,7 @@ def page() -> None:
     if len(series) < 2:
         st.caption("Pick runs with at least two curves to see their difference.")
     else:
-        plain_series = sorted((s for s in series if family_of(series[s][1]) == "plain"),
-                              key=lambda s: depth_of(series[s][1]))
-        first_default, second_default = (plain_series[-1], plain_series[0]) if len(plain_series) >= 2 \
-            else list(series)[:2]
+        first_default, second_default = default_difference(series)
         left, right = st.columns(2)
         first = left.selectbox("First", list(series), index=list(series).index(first_default), key="compare_a")
         second = right.selectbox("minus second", list(series), index=list(series).index(second_default),

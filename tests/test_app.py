@@ -211,3 +211,12 @@ def test_classroom_votes_are_counted_and_only_the_teacher_reveals(store):
     teacher.button(key="reveal_recorded").click().run()
     assert "Answer: Plain-20" in texts(teacher)
     assert "Answer: Plain-20" in texts(students[2].run())
+
+
+def test_compares_difference_defaults_to_the_gap_within_one_run_not_across_runs(store):
+    references = [session.recorded_run_of("degradation", kind) for kind in ("gpu", "cpu")]
+    app = page("Compare")
+    first, second = app.selectbox(key="compare_a").value, app.selectbox(key="compare_b").value
+    assert "Plain-56" in first and "Plain-20" in second
+    assert first.split(" · ")[0] == second.split(" · ")[0]  # the same run: the degradation gap, not GPU vs CPU
+    assert len(references) == 2
