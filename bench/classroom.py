@@ -23,9 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from e2e import CHROMIUM, CHROMIUM_ARGS, app_server  # noqa: E402
+from e2e import CHROMIUM, CHROMIUM_ARGS, app_server, first_visit  # noqa: E402
 
-from explorer import jobs  # noqa: E402
 from explorer.store import RunStore  # noqa: E402
 
 SESSIONS = 8
@@ -98,16 +97,8 @@ def main() -> None:
     results: dict = {"load_before": os.getloadavg()}
     with app_server(folder) as url, sync_playwright() as playwright:
         store_path = folder / "runs.sqlite"
-        deadline = time.monotonic() + 120
-        while not jobs.live_workers(RunStore(store_path)) and time.monotonic() < deadline:
-            time.sleep(0.5)
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        # The first visit after a server starts may see Streamlit's "Page not found" dialog (the old-style router of
-        # pages/ hands over to st.navigation); a teacher opening the lesson first takes it, as this visit does.
-        warm = browser.new_page()
-        warm.goto(url)
-        warm.get_by_role("heading").first.wait_for(timeout=120_000)
-        warm.close()
+        first_visit(browser, url, store_path)  # the teacher opens the lesson first
         results["classic_demo"] = scenario(browser, url, store_path, classic=True)
         print("classic demo:", results["classic_demo"], flush=True)
         results["eight_configs"] = scenario(browser, url, store_path, classic=False)

@@ -55,3 +55,19 @@ def app_server(folder: Path, **env: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def first_visit(browser, url: str, store_path: Path, worker_timeout_s: float = 120.0) -> None:
+    """Open the app once, as a first visitor would, and wait for the worker that visit starts (the app starts its
+    embedded pool on a session's first run). The first visit after a server starts may see Streamlit's "Page not
+    found" dialog while the old-style router of pages/ hands over to st.navigation: this visit takes it."""
+    from explorer import jobs
+    from explorer.store import RunStore
+
+    page = browser.new_page()
+    page.goto(url)
+    page.get_by_role("heading").first.wait_for(timeout=120_000)
+    page.close()
+    deadline = time.monotonic() + worker_timeout_s
+    while not jobs.live_workers(RunStore(store_path)) and time.monotonic() < deadline:
+        time.sleep(0.5)

@@ -309,10 +309,10 @@ def downloads(run_id: str, config: Config, x: str) -> None:
         with columns[i % 4]:
             st.download_button(label, data, file_name=file_name, mime=mime, key=f"download-{run_id}-{i}",
                                on_click="ignore", width="stretch")
-    chart_download(store, run_id, x)
+    chart_download(run_id, x)
 
 
-def chart_download(store: RunStore, run_id: str, x: str) -> None:
+def chart_download(run_id: str, x: str) -> None:
     """Any chart of the run as a standalone HTML page, or (where Kaleido and a browser are installed, off a hosted
     server) as a publication-size PNG or SVG."""
     from explorer.ui import static
@@ -327,7 +327,7 @@ def chart_download(store: RunStore, run_id: str, x: str) -> None:
         return
 
     def render() -> bytes | str:
-        figure = figures.CHARTS[name].build(figures.RunTables.read(store, run_id), x, 1.0)
+        figure = figures.CHARTS[name].build(tables, x, 1.0)  # the tables this page shows, not a second read
         return charts.figure_html(figure) if fmt == "html" else static.figure_image(figure, fmt)
 
     mime = {"html": "text/html", "png": "image/png", "svg": "image/svg+xml"}[fmt]
