@@ -5,6 +5,8 @@ synthetic set, BatchStream and normalisation."""
 import hashlib
 import os
 import pickle
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -314,6 +316,9 @@ def write_noise_images(root: Path, count: int) -> list[str]:
 def test_parallel_decoding_gives_the_pixels_of_serial_decoding(tmp_path, monkeypatch):
     paths = write_noise_images(tmp_path, 13)
     serial = decode.decode_files(paths)
+    # A spawned process re-runs __main__ by path; after an AppTest in this pytest process that is a page script,
+    # which opens the app's store. The workers should see what `python -m explorer worker` gives them: no script.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     monkeypatch.setattr(decode, "PARALLEL_FROM", 4)
     monkeypatch.setattr(decode, "CHUNK", 5)  # three chunks, so their order matters
     spawned = []
