@@ -16,7 +16,6 @@ from explorer.metrics import final_numbers, running_mean
 from explorer.palette import depth_of, family_of
 from explorer.store import valid_run_id
 from explorer.ui import charts, panels, session, sweeps, theme
-from explorer.ui.app import main
 from explorer.ui.session import plain
 
 # key -> (table, column, title); training error comes per batch (steps) or evaluated without augmentation (evals)
@@ -168,6 +167,3 @@ def page() -> None:
         for column_, (label, (data, file_name, mime)) in zip(columns, exports.items()):
             column_.download_button(label, data, file_name=file_name, mime=mime, on_click="ignore", width="stretch")
 
-
-if __name__ == "__main__":
-    main()

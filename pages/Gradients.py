@@ -14,7 +14,6 @@ import streamlit as st
 from explorer.config import display_name
 from explorer.palette import twin_pair
 from explorer.ui import charts, session, theme
-from explorer.ui.app import main
 
 METRICS = {"grad_norm": "Gradient norm", "weight_norm": "Weight norm", "update_ratio": "Update / weight"}
 
@@ -95,6 +94,3 @@ def page() -> None:
     session.sync_url({session.RUN_KEY: run_id})
     st.fragment(run_every=2.0 if session.is_polling(run_id) else None)(gradients)(run_id)
 
-
-if __name__ == "__main__":
-    main()
