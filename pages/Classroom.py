@@ -29,6 +29,7 @@ from explorer.ui.session import plain
 LESSON_KEY = "lesson"
 JOIN_KEY = "join"
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
+PROJECTOR_HEIGHT = 380  # px of the revealed chart: question, votes, chart and answer fit a 1280x720 projector
 
 
 # --- the join link ---------------------------------------------------------------------------------------------
@@ -89,7 +90,7 @@ def votes_sentence(counts: dict[str, int], lesson: lessons.Lesson) -> str:
     return f"The class predicted ({total} vote{'s' if total != 1 else ''}): {parts}"
 
 
-def reveal(row: dict, lesson: lessons.Lesson, owner: bool) -> None:
+def reveal(row: dict, lesson: lessons.Lesson, owner: bool, height: int = 0) -> None:
     """The lesson's chart of the revealed run (live while it trains), the class's votes above it, and the answer
     from the run's numbers once it has finished."""
     store = session.get_store()
@@ -97,7 +98,7 @@ def reveal(row: dict, lesson: lessons.Lesson, owner: bool) -> None:
     run_id = row["run_id"]
     state = RunState(store.run(run_id)["status"])
     st.markdown(f"**{plain(votes_sentence(counts, lesson))}**")
-    element.chart(run_id, View(lesson.chart, "epoch", theme.scale()), key=f"reveal-{run_id}")
+    element.chart(run_id, View(lesson.chart, "epoch", theme.scale(), height=height), key=f"reveal-{run_id}")
     if state.active:
         element.status(run_id, str(state), owner, key=f"reveal-status-{run_id}")
         st.info("The run is still training: the answer is read off its numbers when it finishes.")
@@ -144,7 +145,7 @@ def teacher_view(row: dict) -> None:
         if row["phase"] == lessons.VOTING:
             element.tally(row["lesson_id"], row["phase"], key=f"tally-{row['lesson_id']}")
         else:
-            reveal(lessons.lesson_row(store, row["lesson_id"]), lesson, owner=True)
+            reveal(lessons.lesson_row(store, row["lesson_id"]), lesson, owner=True, height=PROJECTOR_HEIGHT)
 
 
 def teacher_buttons(row: dict, lesson: lessons.Lesson) -> None:

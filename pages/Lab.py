@@ -69,8 +69,13 @@ def _assess(config_json: str) -> tuple[str, Estimate | None, str]:
         return "", None, str(error)
 
 
-def estimate_line(config: Config) -> Estimate | None:
+def estimate_line(config: Config, replaying: bool = False) -> Estimate | None:
+    """The estimate of `config`, or why this server refuses it: an error when the visitor is setting up a run, a
+    quiet note when the form only shows a stored run being replayed (nobody asked to train it again)."""
     _, cost, refusal = _assess(config.to_json())
+    if refusal and replaying:
+        st.caption(f"Training this configuration again is not possible on this server: {plain(refusal)}")
+        return None
     if refusal:
         st.error(f"This run cannot start here: {plain(refusal)}")
         return None
@@ -160,7 +165,8 @@ def page() -> None:
         config_form.preset_picker(lambda key: session.recorded_run_of(key), watch)
         with st.expander("Configuration", expanded=run_id is None):
             config = config_form.config_form()
-        cost = estimate_line(config) if config is not None else None
+        replaying = run_id is not None and config == replayable(session.stored_config(run_id))
+        cost = estimate_line(config, replaying) if config is not None else None
 
     row = session.run_row(run_id)
     state = RunState(row["status"]) if row else None

@@ -172,11 +172,18 @@ def test_hosted_mode_refuses_a_run_too_big_with_the_figure(store, monkeypatch):
     assert app.button(key="train").disabled
 
 
-def test_compare_opens_on_the_recorded_classic_demo_until_a_run_is_trained_here(store):
-    references = [session.recorded_run_of("degradation", kind) for kind in ("gpu", "cpu")]
-    assert page("Compare").session_state["compare_runs"] == references  # not a sweep's seeds, not any newest run
+def test_compare_opens_like_for_like_runs_never_a_gpu_run_beside_a_cpu_one(store):
+    gpu = session.recorded_run_of("degradation", "gpu")
+    opened = page("Compare")
+    assert opened.session_state["compare_runs"] == [gpu]  # not a sweep's seeds, not the CPU recording beside it
+    assert not opened.warning
     mine = add_run(store)
-    assert page("Compare").session_state["compare_runs"] == [mine]
+    same_recipe = add_run(store, {**TINY, "seed": "7"})
+    other_recipe = add_run(store, {**TINY, "subset": "500"})
+    assert page("Compare").session_state["compare_runs"] == [other_recipe]  # the newest, and none is like it
+    mixed = page("Compare", query={"runs": f"{mine},{other_recipe}"})
+    assert any("different recipes" in w.value for w in mixed.warning)
+    assert not page("Compare", query={"runs": f"{mine},{same_recipe}"}).warning
 
 
 def test_compare_shows_a_dash_never_none_and_draws_depth_for_one_run_only(store):
@@ -237,7 +244,7 @@ def test_classroom_students_join_by_code_vote_through_the_route_and_only_the_tea
 
 def test_compares_difference_defaults_to_the_gap_within_one_run_not_across_runs(store):
     references = [session.recorded_run_of("degradation", kind) for kind in ("gpu", "cpu")]
-    app = page("Compare")
+    app = page("Compare", query={"runs": ",".join(references)})
     first, second = app.selectbox(key="compare_a").value, app.selectbox(key="compare_b").value
     assert "Plain-56" in first and "Plain-20" in second
     assert first.split(" · ")[0] == second.split(" · ")[0]  # the same run: the degradation gap, not GPU vs CPU

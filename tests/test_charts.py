@@ -129,7 +129,7 @@ def test_difference_figure_subtracts_the_interpolated_second_curve():
     second = pd.DataFrame({"step": [0, 20], "loss": [1.0, 0.0]})
     fig = as_plotly(charts.difference_figure(first, second, "loss", "step", ("a", "b")))
     assert list(fig.data[0].y) == pytest.approx([2.0, 1.5, 1.0])
-    assert "a − b" in fig.layout.title.text
+    assert "a<br>minus b" in fig.layout.title.text
 
 
 def test_final_numbers_has_one_row_per_model_with_the_last_evaluation():
@@ -180,3 +180,19 @@ def test_builders_accept_empty_tables():
     assert len(fig.data) == 0
     assert len(as_plotly(charts.layer_profile(probes.iloc[0:0])).data) == 0
     assert len(as_plotly(charts.probe_heatmap(probes.iloc[0:0], models=[])).data) == 0
+
+
+def test_values_spanning_decades_get_a_log_axis_and_the_outlier_is_named_in_numbers():
+    from explorer.ui import figures
+
+    steps, evals, probes = tables()
+    outlier = probes.assign(response_std=np.where((probes.model == "plain56") & (probes.layer == 0), 24.0, 1.0))
+    assert as_plotly(charts.layer_profile(outlier, "response_std")).layout.yaxis.type == "log"
+    assert as_plotly(charts.layer_profile(probes, "response_std")).layout.yaxis.type == "linear"
+    spread = evals.assign(test_err=np.linspace(0.5, 90, len(evals)))  # errors span decades too: still linear
+    assert as_plotly(charts.metric_figure(spread, "test_err")).layout.yaxis.type == "linear"
+    empty = pd.DataFrame()
+    summary = figures.CHARTS["responses"].summary(
+        figures.RunTables(steps=empty, evals=empty, probes=outlier, models=empty, lesions=empty))
+    assert "Plain-56's conv0 reads 24, 24x the other nets' median layer (1)" in summary
+    assert "large early gradients (up to" in summary

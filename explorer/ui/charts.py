@@ -56,7 +56,8 @@ METRIC_TITLES: dict[str, str] = {
 }
 CLASSIFIER_PREFIX = "classifier."  # models.ExplorerNet names its final linear layers classifier.<i>
 LOG_METRICS = frozenset({"loss", "train_loss", "test_loss", "grad_norm", "weight_norm", "update_ratio"})
-LOG_SPAN = 1.5  # decades: any other positive metric spanning more than this is drawn on a log axis too
+LINEAR_METRICS = frozenset({"train_err", "test_err", "lr"})  # percentages and the schedule: always linear
+LOG_SPAN = 1.0  # decades: any other positive metric spanning more (one layer 24x the rest) gets a log axis
 VIRIDIS = "Viridis"
 # plotly_white's layout alone: its full template adds a default for every trace type (a third of a figure's bytes).
 TEMPLATE = {"layout": pio.templates["plotly_white"].layout.to_plotly_json()}
@@ -79,7 +80,10 @@ def look(scale: float = 1.0, height: int | None = None, uirevision: str = "explo
 def figure(data: list[dict], layout: dict[str, Any], scale: float = 1.0, height: int | None = None) -> Figure:
     """A figure with the shared look under `layout` (whose keys win); annotations without a font size of their
     own (panel titles, notes) get the scaled title size."""
-    merged = {**look(scale, height), **layout}
+    merged = look(scale, height)
+    for key, value in layout.items():  # one level deep: a chart's legend keeps the shared font
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
     for note in merged.get("annotations", []):
         note["font"] = {"size": BASE_FONT * scale * 1.05, **note.get("font", {})}
     return {"data": data, "layout": merged}
@@ -153,15 +157,16 @@ def panel_axes(col: int) -> dict[str, str]:
 
 
 def _y_axis(data: list[dict], metric: str, log: bool | None = None) -> dict[str, Any]:
-    """The y axis of `metric`: titled after it, on a log scale for norms and losses and for any metric whose
-    positive values span more than `LOG_SPAN` decades (a few outliers would flatten the rest on a linear axis),
+    """The y axis of `metric`: titled after it, on a log scale for norms and losses and for any other metric but
+    errors and the learning rate whose positive values span more than `LOG_SPAN` decade (an outlier would flatten
+    the rest on a linear axis: a deep plain net's first-layer response of 24 against 1 everywhere else),
     labelled at 1, 2 and 5 of each decade when the curves span one to three decades (plotly's own labels crowd
     there)."""
     values = np.concatenate([np.asarray(t["y"], dtype=float) for t in data if t.get("y")] or [np.ones(1)])
     values = values[np.isfinite(values) & (values > 0)]
     decades = float(np.log10(values.max() / values.min())) if len(values) else 0.0
     if log is None:
-        log = metric in LOG_METRICS or decades > LOG_SPAN
+        log = metric in LOG_METRICS or (metric not in LINEAR_METRICS and decades > LOG_SPAN)
     axis: dict[str, Any] = {**axis_title(METRIC_TITLES.get(metric, metric)), "type": "log" if log else "linear"}
     if log:
         axis["exponentformat"] = "power"
@@ -247,7 +252,8 @@ def error_figure(steps: pd.DataFrame, evals: pd.DataFrame, x: str = "epoch", sca
     for axis in axes(layout, "x"):
         axis.update(axis_title(X_TITLES.get(x, x)))
     layout["yaxis"].update(axis_title("error (%)"))
-    return figure(data, layout, scale, height=420)
+    layout["legend"] = {"orientation": "h", "y": -0.22, "x": 0}  # below: the two panels keep the chart's width
+    return figure(data, layout, scale, height=440)
 
 
 def metric_figure(frame: pd.DataFrame, y: str, x: str = "epoch", scale: float = 1.0, smooth: bool = False,
@@ -281,18 +287,22 @@ def lr_figure(steps: pd.DataFrame, x: str = "epoch", scale: float = 1.0, planned
 
 # --- comparing runs --------------------------------------------------------------------------------------
 def overlay_figure(frame: pd.DataFrame, y: str, x: str = "epoch", scale: float = 1.0) -> Figure:
-    """Curves of several runs on shared axes: colour by model, dash by run. `frame` needs columns
-    ``run`` (a display name per run), ``model``, `x` and `y`; smooth per-batch values first with `running_mean`."""
+    """Curves of several runs on shared axes: colour by model, dash by run, the legend grouping each run's models
+    under the run's name. `frame` needs columns ``run`` (a display name per run), ``model``, `x` and `y`; smooth
+    per-batch values first with `running_mean`."""
     colors = model_colors(_labels(frame))
     dashes = {run: RUN_DASHES[i % len(RUN_DASHES)] for i, run in enumerate(_labels(frame, "run"))}
     data = []
     for run, label in sorted(frame.groupby(["run", "model"], sort=False).groups,
                              key=lambda key: (list(dashes).index(key[0]), model_order(key[1]))):
         curve = downsample(frame.loc[(frame["run"] == run) & (frame["model"] == label), [x, y]], x)
-        data.append(scatter(curve[x], curve[y], name=f"{run} · {display_name(label)}", mode="lines",
+        data.append(scatter(curve[x], curve[y], name=display_name(label), legendgroup=run,
+                            legendgrouptitle={"text": run}, mode="lines",
+                            hovertemplate=f"{display_name(label)}, {run}: %{{y:.3g}}<extra></extra>",
                             line={"color": colors[label], "dash": dashes[run], "width": 2}))
-    layout = {"xaxis": axis_title(X_TITLES.get(x, x)), "yaxis": _y_axis(data, y)}
-    return figure(data, layout, scale, height=420)
+    layout = {"xaxis": axis_title(X_TITLES.get(x, x)), "yaxis": _y_axis(data, y),
+              "legend": {"orientation": "h", "y": -0.2, "groupclick": "toggleitem"}}
+    return figure(data, layout, scale, height=460)
 
 
 def difference_figure(first: pd.DataFrame, second: pd.DataFrame, y: str, x: str = "epoch",
@@ -307,9 +317,10 @@ def difference_figure(first: pd.DataFrame, second: pd.DataFrame, y: str, x: str 
     data = [scatter(curve[x], curve["gap"], mode="lines", name=f"{names[0]} − {names[1]}",
                     line={"color": "#000000", "width": 2}, fill="tozeroy", fillcolor="rgba(0,0,0,0.08)")]
     layout = {"xaxis": axis_title(X_TITLES.get(x, x)), "yaxis": axis_title(f"Δ {METRIC_TITLES.get(y, y)}"),
-              "shapes": [hline(0, OTHER_COLOR)], "title": {"text": f"{names[0]} − {names[1]}", "x": 0},
-              "showlegend": False}
-    return figure(data, layout, scale, height=300)
+              "shapes": [hline(0, OTHER_COLOR)], "showlegend": False,
+              "title": {"text": f"{names[0]}<br>minus {names[1]}", "x": 0, "font": {"size": BASE_FONT * scale}},
+              "margin": {"t": 50 + 30 * scale}}  # two lines of title: long run names wrap, never cut
+    return figure(data, layout, scale, height=320)
 
 
 # --- per-layer probes ------------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class ChartSpec:
     reads: tuple[str, ...] = ("steps", "models")  # the tables it is drawn from: live, rebuilt when they change
 
 
+OUTLIER = 5.0  # a layer this many times the other nets' median response is named in the Fig. 7 summary
+
+
 def _names(values: dict[str, float], unit: str = "%", digits: int = 1) -> str:
     ordered = sorted(values, key=model_order)
     return ", ".join(f"{display_name(label)} {values[label]:.{digits}f}{unit}" for label in ordered)
@@ -120,29 +123,52 @@ def _test_summary(t: RunTables) -> str:
             f"best: {_names(best)}.")
 
 
-def _profile_summary(metric: str, words: str) -> Callable[[RunTables], str]:
-    def summary(t: RunTables) -> str:
-        probes = t.probes[~t.probes["layer_name"].str.startswith(charts.CLASSIFIER_PREFIX)] if len(t.probes) else t.probes
-        if probes.empty:
-            return "No probes recorded yet."
-        last = probes[probes["step"] == probes["step"].max()]
-        edges = {}
-        for label, rows in last.groupby("model"):
-            rows = rows.sort_values("layer")
-            first, final = rows[metric].head(3).mean(), rows[metric].tail(3).mean()
-            edges[label] = f"{display_name(label)} {first:.3g} (first layers) vs {final:.3g} (last layers)"
-        return f"{words} at step {int(last['step'].max())}: " + "; ".join(edges[m] for m in sorted(edges, key=model_order)) + "."
-    return summary
+def _conv_probes(probes: pd.DataFrame) -> pd.DataFrame:
+    """The conv layers' probes (the classifier's would dwarf them)."""
+    return probes[~probes["layer_name"].str.startswith(charts.CLASSIFIER_PREFIX)] if len(probes) else probes
+
+
+def profile_summary(probes: pd.DataFrame, metric: str, words: str, step: int | None = None) -> str:
+    """Each model's `metric` at its last probe at or before `step` (default: the latest): the first layers against
+    the last ones, and its smallest and largest layer, in numbers."""
+    probes = _conv_probes(probes)
+    if probes.empty:
+        return "No probes recorded yet."
+    at = int(probes["step"].max()) if step is None else int(probes.loc[probes["step"] <= step, "step"].max())
+    parts = []
+    for label in sorted(probes["model"].unique(), key=model_order):
+        rows = probes[(probes["model"] == label) & (probes["step"] == at)].sort_values("layer")
+        if rows.empty:
+            continue
+        low, high = rows.loc[rows[metric].idxmin()], rows.loc[rows[metric].idxmax()]
+        parts.append(f"{display_name(label)} {rows[metric].head(3).mean():.3g} (first layers) vs "
+                     f"{rows[metric].tail(3).mean():.3g} (last layers), from {low[metric]:.3g} "
+                     f"({low['layer_name']}) to {high[metric]:.3g} ({high['layer_name']})")
+    return f"{words} at step {at}: " + "; ".join(parts) + "."
 
 
 def _response_summary(t: RunTables) -> str:
-    probes = t.probes[~t.probes["layer_name"].str.startswith(charts.CLASSIFIER_PREFIX)] if len(t.probes) else t.probes
+    """Each net's mean response std at the latest probe and, when one layer stands far above every other net's
+    layers (He et al. 2015 Fig. 7 on a linear axis would show nothing else), that layer, how far, and the largest
+    gradient its net met: with batch statistics a BN output's std is its learned scale γ and the spread of its
+    shifts β, which large early gradients push up."""
+    probes = _conv_probes(t.probes)
     if probes.empty:
         return "No probes recorded yet."
     last = probes[probes["step"] == probes["step"].max()]
     means = last.groupby("model")["response_std"].mean().to_dict()
-    return (f"Mean layer response std at step {int(last['step'].max())} (batch statistics): "
+    text = (f"Mean layer response std at step {int(last['step'].max())} (batch statistics): "
             f"{_names(means, '', 3)}.")
+    top = last.loc[last["response_std"].idxmax()]
+    others = last.loc[last["model"] != top["model"], "response_std"]
+    typical = float(others.median()) if len(others) else float(last["response_std"].median())
+    if typical > 0 and top["response_std"] > OUTLIER * typical:
+        early = probes.loc[probes["model"] == top["model"]]
+        text += (f" {display_name(top['model'])}'s {top['layer_name']} reads {top['response_std']:.3g}, "
+                 f"{top['response_std'] / typical:.0f}x the other nets' median layer ({typical:.2g}): its BN scale "
+                 f"and shift grew under that net's large early gradients (up to {early['grad_norm'].max():,.0f}, "
+                 "see Gradients), not because it normalises less.")
+    return text
 
 
 def _depth_summary(t: RunTables) -> str:
@@ -225,19 +251,23 @@ CHARTS: dict[str, ChartSpec] = {
     "gradients": ChartSpec(
         "Gradient norm per layer and iteration", lambda t, x, s: charts.probe_heatmap(t.probes, "grad_norm", scale=s),
         "Rows are layers from input (bottom) to output (top), columns are iterations; one log colour scale for all "
-        "panels.", _profile_summary("grad_norm", "Gradient norm"), needs="probes", reads=("probes",)),
+        "panels.", lambda t: profile_summary(t.probes, "grad_norm", "Gradient norm"), needs="probes",
+        reads=("probes",)),
     "gradient_profile": ChartSpec(
         "Gradient norm per layer at the latest probe",
         lambda t, x, s: charts.layer_profile(t.probes, "grad_norm", scale=s),
         "Gradient L2 norm of every layer: compare the early layers with the late ones, plain against residual.",
-        _profile_summary("grad_norm", "Gradient norm"), needs="probes", reads=("probes",)),
+        lambda t: profile_summary(t.probes, "grad_norm", "Gradient norm"), needs="probes", reads=("probes",)),
     "responses": ChartSpec(
         "Layer response std (He et al. 2015 Fig. 7, top)",
         lambda t, x, s: charts.layer_profile(t.probes, "response_std", scale=s),
         "Std of each conv layer's response (its BN output, before the addition and ReLU) on a fixed batch, measured "
         "with that batch's own statistics as in training. He et al. 2015 (Fig. 7) found residual layers respond "
-        "more weakly than plain ones. In a net that starts as the identity (zero-initialised branches) every "
-        "second layer reads 0 until training grows its BN gain.", _response_summary, needs="probes",
+        "more weakly than plain ones. With batch statistics a response's std is its BN layer's learned scale γ and "
+        "the spread of its shifts β: a layer far above 1 is one whose γ and β large early gradients pushed up (the "
+        "first layers of a deep plain net), and the axis turns logarithmic when responses span decades. In a net "
+        "that starts as the identity (zero-initialised branches) every second layer reads 0 until training grows "
+        "its BN gain.", _response_summary, needs="probes",
         reads=("probes",)),
     "responses_sorted": ChartSpec(
         "Layer response std sorted by magnitude (Fig. 7, bottom)",

@@ -114,8 +114,9 @@ def diagram_figure(probes: pd.DataFrame, models: list[str], step: int, signal: s
                                     mode="lines", hoverinfo="skip", showlegend=False,
                                     line={"color": FAMILY_COLORS["resnet"], "width": 1.5, "shape": "spline",
                                           "dash": "dash" if box.downsamples else "solid"}))
-        notes.append({"x": x0 + 0.8, "y": 0.55, "text": f"<b>{display_name(model)}</b>", "showarrow": False,
-                      "font": {"size": 12 * scale}})
+        name, _, detail = display_name(model).partition(" (")  # two lines: long names never reach the twin's
+        notes.append({"x": x0 + 0.8, "y": 0.45, "yanchor": "bottom", "showarrow": False, "font": {"size": 12 * scale},
+                      "text": f"<b>{name}</b>" + (f"<br>({detail}" if detail else "")})
     ticks = np.linspace(low, high, 5)
     data.append(scatter(  # carries the colour bar: a log scale labelled in the signal's own values
         [None], [None], mode="markers", showlegend=False, hoverinfo="skip",
@@ -123,7 +124,7 @@ def diagram_figure(probes: pd.DataFrame, models: list[str], step: int, signal: s
                 "colorbar": {"title": {"text": METRIC_TITLES.get(signal, signal)}, "thickness": 12,
                              "tickvals": ticks.tolist(), "ticktext": [f"{10 ** t:.2g}" for t in ticks]}}))
     layout = {"xaxis": {"visible": False, "range": [-0.3, 3.0 * len(models) - 0.4]},
-              "yaxis": {"visible": False, "range": [-tallest * (BOX_HEIGHT + GAP) - 0.1, 0.9]},
+              "yaxis": {"visible": False, "range": [-tallest * (BOX_HEIGHT + GAP) - 0.1, 1.4]},
               "annotations": notes}
     return figure(data, layout, scale, height=min(900, 120 + 32 * tallest))
 

@@ -8,6 +8,7 @@ import streamlit as st
 from explorer.ui.charts import Figure
 
 PRESENTATION_KEY = "presentation"
+PRESENTATION_PARAM = "present"  # ?present=1 in any page's address: presentation mode survives reloads and links
 PRESENTATION_SCALE = 1.5
 _PRESENTATION_CSS = """<style>
 html { font-size: 22px; }
@@ -17,11 +18,24 @@ PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "se
 
 
 def presentation_toggle() -> None:
-    """The sidebar switch for projectors; the pages read it through `scale()`."""
+    """The sidebar switch for projectors, seeded from the address (``?present=1``) on a session's first run; the
+    pages read it through `scale()`, and `url_params` keeps it in every address the app writes."""
     st.session_state[PROJECTOR_KEY] = False
+    if PRESENTATION_KEY not in st.session_state:
+        st.session_state[PRESENTATION_KEY] = st.query_params.get(PRESENTATION_PARAM) == "1"
     st.sidebar.toggle("Presentation mode", key=PRESENTATION_KEY, help="Larger text and charts for a projector")
+    if st.session_state[PRESENTATION_KEY] != (st.query_params.get(PRESENTATION_PARAM) == "1"):
+        if st.session_state[PRESENTATION_KEY]:
+            st.query_params[PRESENTATION_PARAM] = "1"
+        else:
+            del st.query_params[PRESENTATION_PARAM]
     if scale() > 1:
         st.html(_PRESENTATION_CSS)
+
+
+def url_params() -> dict[str, str]:
+    """The app-wide part of every address: presentation mode, when on."""
+    return {PRESENTATION_PARAM: "1"} if st.session_state.get(PRESENTATION_KEY) else {}
 
 
 PROJECTOR_KEY = "projector"  # set for this run by a view made for a projector (the classroom's teacher view)

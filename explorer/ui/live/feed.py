@@ -61,16 +61,17 @@ class View:
     x: str = "epoch"
     scale: float = 1.0
     signal: str = "grad_norm"
+    height: int = 0  # pixels; 0: the chart's own (a projector's layout asks for less)
 
     @property
     def key(self) -> str:
-        return f"{self.chart}:{self.x}:{self.scale:g}:{self.signal}"
+        return f"{self.chart}:{self.x}:{self.scale:g}:{self.signal}" + (f":{self.height}" if self.height else "")
 
     @classmethod
     def parse(cls, text: str) -> "View":
         """A view from its key (``errors:epoch:1:grad_norm``; later fields may be left out)."""
         parts = str(text).split(":")
-        chart, x, scale, signal = (parts + ["", "epoch", "1", "grad_norm"][len(parts):])[:4]
+        chart, x, scale, signal, height = (parts + ["", "epoch", "1", "grad_norm", "0"][len(parts):])[:5]
         if chart not in figures.CHARTS and chart != DIAGRAM:
             raise FeedError(f"unknown chart {chart[:40]!r}: choose one of {', '.join([*figures.CHARTS, DIAGRAM])}")
         if x not in ("epoch", "step", "wall"):
@@ -83,7 +84,9 @@ class View:
             size = math.nan
         if not 0.5 <= size <= 3:
             raise FeedError(f"font scale {scale[:20]!r} is not a number from 0.5 to 3")
-        return cls(chart, x, size, signal)
+        if not (height.isdigit() and (height == "0" or 150 <= int(height) <= 2000)):
+            raise FeedError(f"height {height[:20]!r} is not 0 or a number of pixels from 150 to 2000")
+        return cls(chart, x, size, signal, int(height))
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -243,6 +246,12 @@ class LiveRun:
         return tuple(self._changes.get(name, 0) for name in view.reads)
 
     def _build(self, view: View) -> Figure:
+        fig = self._draw(view)
+        if view.height and "layout" in fig:
+            fig["layout"]["height"] = view.height
+        return fig
+
+    def _draw(self, view: View) -> Figure:
         tables = self.tables
         if view.chart == DIAGRAM:
             if tables.probes.empty:
