@@ -74,12 +74,17 @@ def _synchronize(policy: DevicePolicy) -> None:
 
 
 def compare(config: Config, data: ImageData, rounds: int, names: list[str] | None = None) -> dict[str, list[float]]:
-    """images/s of each variant (all of this device's, or `names`) per round, the variants alternating."""
+    """images/s of each variant (all of this device's, or `names`) per round, the variants alternating; a variant
+    that cannot run here (a step that cannot be captured, say) is reported and left out."""
     chosen = {name: v for name, v in variants(DevicePolicy.resolve(config).cuda).items() if not names or name in names}
     rates: dict[str, list[float]] = {name: [] for name in chosen}
     for _ in range(rounds):
-        for name, switches in chosen.items():
-            rates[name].append(images_per_s(config, data, **switches))
+        for name, switches in list(chosen.items()):
+            try:
+                rates[name].append(images_per_s(config, data, **switches))
+            except (RuntimeError, ValueError) as error:
+                print(f"{name}: failed, left out ({type(error).__name__}: {error})")
+                del chosen[name], rates[name]
     return rates
 
 

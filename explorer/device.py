@@ -67,7 +67,8 @@ class DevicePolicy:
     streams: bool
     deterministic: bool
     # Batched twins (explorer.twins): models of identical parameter shapes share one forward and backward. Off by
-    # default (it loses on a CPU; bench/gpu_suite.py measures a GPU); EXPLORER_BATCHED_TWINS=1 turns it on.
+    # default (on a CPU it won 1.16x at a quarter width and lost 0.65x at full width; bench/gpu_suite.py measures a
+    # GPU); EXPLORER_BATCHED_TWINS=1 turns it on.
     batched_twins: bool = False
 
     @classmethod

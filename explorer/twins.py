@@ -9,16 +9,21 @@ per model, running statistics per model), the classifier one batched matmul. One
 net whose blocks get their shortcut back through a forward hook on each block's last layer, which adds
 gate · shortcut(x), gate 1 for a residual member and 0 for a plain one. Both are exact in floating point
 (F(x) + 0·s = F(x), and F(x) + s = s + F(x)), so a member computes what it would alone up to the summation order of
-the batched kernels (tests/test_twins.py: losses, gradients and weights over several steps, fp32, within 1e-5).
+the batched kernels: tests/test_twins.py finds gradients within 1e-9 and weights within 1e-12 of the separate models'
+over several steps in float64 (basic and bottleneck blocks, with and without BatchNorm give the same).
 
 The members stay models: their parameters and buffers become views of the stacked tensors (by assigning ``.data``,
 as `torch.nn.utils.vector_to_parameters` does) and their gradients views of the stacked gradient, so each model's own
 optimiser, probes, evaluations and checkpoints work unchanged. Only forward and backward are batched: each
 `TwinStep` returns its member's row of the group's result, computed once per batch.
 
-On a CPU it loses. bench/twins.py, 2 shared cores, 1 thread, medians of 5 alternating rounds, lockstep images/s of
-the classic demo's four nets (two twin pairs): <CPU-FIGURES>. `DevicePolicy.batched_twins` is therefore off on a
-CPU and off by default on a GPU, where bench/gpu_suite.py measures both and the policy follows what wins.
+Measured on the CPU (bench/twins.py, the classic demo's four nets, two twin pairs; 1 thread on 2 cores that other
+jobs kept busy, load 4-9; medians of alternating rounds, lockstep images/s): at the CPU sizing (quarter width, batch
+32, 5 rounds of 20 steps) separate 20.6, twins 23.9, 1.16x (per round 0.89-1.42); at full width and batch 128
+(3 rounds of 3 steps) separate 9.7, twins 6.3, 0.65x (every round lost): batching pays where per-op overhead
+dominates and loses where the CPU's grouped convolutions are slower than plain ones. Too noisy and too mixed to
+turn on, so `DevicePolicy.batched_twins` stays off by default; bench/gpu_suite.py measures a GPU, prints both and
+turns it on for the sections after it when it wins there.
 """
 
 from __future__ import annotations

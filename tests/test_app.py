@@ -161,7 +161,12 @@ def test_hosted_mode_refuses_a_run_too_big_with_the_figure(store, monkeypatch):
 
 def test_compare_opens_on_the_recorded_classic_demo_until_a_run_is_trained_here(store):
     references = [session.recorded_run_of("degradation", kind) for kind in ("gpu", "cpu")]
-    assert page("Compare").session_state["compare_runs"] == references  # not a sweep's seeds, not any newest run
+    app = page("Compare")
+    assert app.session_state["compare_runs"] == references  # not a sweep's seeds, not any newest run
+    finals = app.dataframe[0].value.set_index(["run", "model"])["paper_test_err"]
+    gpu = next(run for run, _ in finals.index if run.endswith(references[0][-4:]))
+    assert finals[(gpu, "ResNet-20")] == "8.75" and finals[(gpu, "ResNet-56")] == "6.97"  # He et al. 2015 Table 6
+    assert finals[(gpu, "Plain-20")] == "–" and (finals.drop(gpu, level="run") == "–").all()  # not the paper's nets
     mine = add_run(store)
     assert page("Compare").session_state["compare_runs"] == [mine]
 
