@@ -5,6 +5,7 @@ found."""
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tarfile
@@ -20,13 +21,15 @@ def test_the_tiny_suite_runs_every_section_and_writes_its_results_and_bundles(tm
     out = tmp_path / "out"
     # one torch thread, as every test here: on a shared 2-core machine a second thread only spins
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OUT": ""}
-    started = time.monotonic()
+    started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([sys.executable, "bench/gpu_suite.py", "--device", "cpu", "--tiny", "--out", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    wall = time.monotonic() - started
+    wall, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # its worker and pytest included
     log = (out / "suite.log").read_text() if (out / "suite.log").exists() else done.stdout
     assert done.returncode == 0, log[-3000:] + done.stderr[-3000:]
-    assert wall < 120, f"the tiny suite took {wall:.0f} s (target under 2 minutes on a busy machine):\n{log[-1500:]}"
+    # the target is well under a minute; on a shared machine the wall clock measures the neighbours, CPU time does not
+    assert cpu < 60 and wall < 240, f"the tiny suite took {cpu:.0f} s of CPU, {wall:.0f} s of wall:\n{log[-1500:]}"
 
     results = json.loads((out / "results.json").read_text())
     sections = results["sections"]
@@ -50,9 +53,9 @@ def test_the_tiny_suite_runs_every_section_and_writes_its_results_and_bundles(tm
 
     with tarfile.open(out / "bundles.tar.gz") as archive:
         names = archive.getnames()
-        for bundle in ("degradation", "degradation-large-batch", "table6"):
+        for bundle in ("degradation-batch16", "degradation-batch32", "table6"):
             assert f"gpu/{bundle}/run.json" in names and f"gpu/{bundle}/verdict.json" in names
         recorded = {bundle: json.load(archive.extractfile(f"gpu/{bundle}/run.json"))["run"]
-                    for bundle in ("degradation", "table6")}
-    assert recorded["degradation"]["status"] == "finished" and recorded["table6"]["preset"] == "table6"
-    assert recorded["degradation"]["key_hash"] is None  # a recorded run carries no owner's key
+                    for bundle in ("degradation-batch16", "table6")}
+    assert recorded["degradation-batch16"]["status"] == "finished" and recorded["table6"]["preset"] == "table6"
+    assert recorded["degradation-batch16"]["key_hash"] is None  # a recorded run carries no owner's key

@@ -75,8 +75,8 @@ def test_a_run_with_batched_twins_records_what_separate_models_record(tmp_path, 
     twins = train(store, config)
     for table, columns in (("steps", ["loss", "train_err"]), ("evals", ["train_loss", "test_loss"]),
                            ("probes", ["grad_norm", "weight_norm", "update_ratio", "response_std"])):
-        expected, got = (getattr(store, table)(run).sort_values(["model", "step"] + (["layer"] if table == "probes"
-                                                                                     else [])) for run in (separate, twins))
+        order = ["model", "step", "layer"] if table == "probes" else ["model", "step"]
+        expected, got = (getattr(store, table)(run).sort_values(order) for run in (separate, twins))
         assert len(got) == len(expected) > 0, table
         for column in columns:  # float32: a few steps amplify kernel rounding to about 1e-4 (module docstring)
             assert got[column].to_numpy() == pytest.approx(expected[column].to_numpy(), rel=1e-3, abs=1e-5), \
