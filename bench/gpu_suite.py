@@ -12,7 +12,10 @@ Before the lease, in the repository root (both folders are git-ignored; name the
 
     mkdir -p .gpu && cp ../shared/datasets/cifar10-jpg.tar.gz .gpu/       # CIFAR-10 as JPEGs, 19 MB
     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
-        --platform manylinux2014_x86_64 -d .whl plotly                    # the pages' charts (plotly.py is pure)
+        --platform manylinux2014_x86_64 -d .whl plotly==7.1.0             # the pages' charts (needs narwhals: there)
+
+With the device tool: run(command="PYTHONUNBUFFERED=1 python3 bench/gpu_suite.py", carry=[".gpu", ".whl"],
+timeout_s=540); $OUT's four files come back. `--only table6` (say) reruns one section (with environment and data).
 
 Sections run in order. Each has a cap, and keeps back the seconds the sections after it need: one that would overrun
 what is left is skipped with a line saying so, one that fails is logged, and the suite goes on.
@@ -74,6 +77,7 @@ TARGETS = {"classic_30_epochs_s": 60.0, "criterion_s": 10.0, "trainer_over_bare"
 TABLE6_RESERVE = 70.0  # seconds kept after Table 6 for the two classic-demo runs
 STARTUP_S = 10.0  # a run's own start and end: data onto the GPU, graph capture, the final evaluation
 APP_RUN_S = 15.0  # seconds the app path's job trains before it is stopped
+PREREQUISITES = {"environment", "data"}  # sections that run whatever --only says
 
 
 class Tee(io.TextIOBase):
@@ -105,10 +109,10 @@ class Suite:
                 minimum: float = 5.0) -> Any:
         """Run one section with at most `cap` seconds and never into the `reserve` kept for the sections after it;
         skip it, saying so, when that leaves less than the `minimum` it needs."""
-        if self.only is not None and name not in self.only:
+        if self.only is not None and name not in self.only | PREREQUISITES:
             return None
         if self.only is not None:  # a chosen subset shares the whole budget, in order
-            cap, reserve = math.inf, 10.0 * (len(self.only) - len(self.results["sections"]) - 1)
+            cap, reserve = math.inf, 10.0 * max(0, len(self.only - set(self.results["sections"]) - {name}))
         if self.tiny:
             reserve, minimum = 0.0, 1.0
         allowed = min(cap, self.remaining() - reserve)
