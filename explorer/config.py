@@ -26,8 +26,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Literal, Mapping
 from urllib.parse import parse_qsl, urlencode
 
+from .blocks import DEFAULT_BLOCK, BlockType, VGGUnit, block_type, by_label, names as block_names
+
 Family = Literal["plain", "resnet", "vgg"]
-Block = Literal["basic", "bottleneck", "inception"]
+Block = str  # the name of a registered block type (explorer.blocks)
 Shortcut = Literal["A", "B", "C"]
 ShortcutVariant = Literal["identity", "scaled", "gated"]
 Order = Literal["original", "preact"]
@@ -38,7 +40,7 @@ Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "fp32", "bf16"]
 
 FAMILIES: tuple[str, ...] = ("plain", "resnet", "vgg")
-BLOCKS: tuple[str, ...] = ("basic", "bottleneck", "inception")
+BLOCKS: tuple[str, ...] = block_names()  # the block types known at import; `block_names()` also lists later ones
 SHORTCUTS: tuple[str, ...] = ("A", "B", "C")
 SHORTCUT_VARIANTS: tuple[str, ...] = ("identity", "scaled", "gated")
 ORDERS: tuple[str, ...] = ("original", "preact")
@@ -48,10 +50,12 @@ SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 FAMILY_NAMES: dict[str, str] = {"plain": "Plain", "resnet": "ResNet", "vgg": "VGG"}
-VGG_DEPTHS: tuple[int, ...] = (11, 13, 16, 19)
+# Simonyan & Zisserman 2015 configurations A/B/D/E: convs per stage; depth counts them and the 3 linear layers
+VGG_LAYOUTS: dict[int, tuple[int, ...]] = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3),
+                                           19: (2, 2, 4, 4, 4)}
+VGG_DEPTHS: tuple[int, ...] = tuple(VGG_LAYOUTS)
 WIDTHS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
-# The papers' deepest CIFAR nets: ResNet-1202 (He et al. 2015 §4.2) and the bottleneck ResNet-1001 (He et al. 2016).
-DEEPEST: dict[str, int] = {"basic": 1202, "bottleneck": 1001, "inception": 1202}
+OFFERED_BLOCKS_PER_STAGE = 18  # depth sliders run to ResNet-110 (basic) and ResNet-164 (bottleneck), then the deepest
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
@@ -115,17 +119,22 @@ def _text(name: str, value: Any, limit: int = 200) -> None:
 
 # --- architecture ---------------------------------------------------------------------------------------------
 def layers_per_block(block: str) -> int:
-    """Weighted layers on the longest path of one block: 2 (basic, inception) or 3 (bottleneck)."""
-    return 3 if block == "bottleneck" else 2
+    """Weighted layers on the longest path of one block, as its type declares (2 basic, 3 bottleneck)."""
+    return block_type(block).layers
 
 
 def depth_rule(block: str) -> str:
     """``6n+2`` (basic and inception blocks) or ``9n+2`` (bottleneck), He et al. 2015 §4.2 and Fig. 5."""
-    return f"{3 * layers_per_block(block)}n+2"
+    return block_type(block).depth_rule()
+
+
+def depth_unit(family: str, block: str = DEFAULT_BLOCK) -> str:
+    """What a depth must be, for people: the block's depth rule, or a VGG configuration."""
+    return "VGG configuration" if family == "vgg" else depth_rule(block)
 
 
 def blocks_per_stage(family: str, depth: int, block: str) -> int:
-    """n in depth = 6n+2 (basic) or 9n+2 (bottleneck), He et al. 2015 §4.2."""
+    """n in depth = 6n+2 (basic) or 9n+2 (bottleneck), He et al. 2015 §4.2; 0 for VGG, which has no blocks."""
     if family == "vgg":
         return 0
     return (depth - 2) // (3 * layers_per_block(block))
@@ -133,14 +142,29 @@ def blocks_per_stage(family: str, depth: int, block: str) -> int:
 
 def depth_of(block: str, n: int) -> int:
     """The depth of a net of `block`s with n blocks per stage."""
-    return 3 * layers_per_block(block) * n + 2
+    return block_type(block).depth(n)
 
 
-def valid_depths(family: str, block: str = "basic", up_to: int | None = None) -> list[int]:
+def deepest(block: str) -> int:
+    """The deepest net of `block`s offered: the papers' ResNet-1202 (He et al. 2015 §4.2) and bottleneck
+    ResNet-1001 (He et al. 2016), as each block type declares."""
+    return block_type(block).deepest
+
+
+def valid_depths(family: str, block: str = DEFAULT_BLOCK, up_to: int | None = None) -> list[int]:
     if family == "vgg":
         return list(VGG_DEPTHS)
-    step = 3 * layers_per_block(block)
-    return list(range(step + 2, min(up_to or DEEPEST[block], DEEPEST[block]) + 1, step))
+    kind = block_type(block)
+    return list(range(kind.depth(1), min(up_to or kind.deepest, kind.deepest) + 1, 3 * kind.layers))
+
+
+def depth_options(family: str, block: str = DEFAULT_BLOCK, extra: Iterable[int] = ()) -> list[int]:
+    """Depths a slider offers: every depth of the block's rule up to `OFFERED_BLOCKS_PER_STAGE` blocks per stage,
+    the deepest, and `extra` (the depths shown now); the VGG configurations for VGG."""
+    if family == "vgg":
+        return sorted({*VGG_DEPTHS, *extra})
+    return sorted({*valid_depths(family, block, up_to=depth_of(block, OFFERED_BLOCKS_PER_STAGE)), deepest(block),
+                   *extra})
 
 
 @dataclass(frozen=True)
@@ -150,7 +174,7 @@ class ModelConfig:
     family: Family = "resnet"
     depth: int = 20  # weighted layers: 6n+2 with basic blocks, 9n+2 with bottlenecks, or a VGG configuration
     width: float = 1.0  # multiplier of the 16/32/64 filters of the stages
-    block: Block = "basic"
+    block: Block = DEFAULT_BLOCK  # a registered block type (explorer.blocks)
     shortcut: Shortcut = "A"  # He et al. 2015 §3.3: A zero-pads, B projects where shapes change, C everywhere
     shortcut_variant: ShortcutVariant = "identity"  # He et al. 2016 Table 1
     order: Order = "original"  # preact: BN-ReLU-conv (He et al. 2016)
@@ -160,7 +184,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _choice("family", self.family, FAMILIES)
-        _choice("block", self.block, BLOCKS)
+        _choice("block", self.block, block_names())
         _choice("shortcut", self.shortcut, SHORTCUTS)
         _choice("shortcut_variant", self.shortcut_variant, SHORTCUT_VARIANTS)
         _choice("order", self.order, ORDERS)
@@ -176,13 +200,13 @@ class ModelConfig:
             if self.depth not in VGG_DEPTHS:
                 raise ConfigError(f"depth {_shown(self.depth)} is not a VGG configuration: use 11, 13, 16 or 19")
             return
-        unit, deepest = 3 * layers_per_block(self.block), DEEPEST[self.block]
-        if self.depth > deepest:
-            raise ConfigError(f"depth {_shown(self.depth)} is too deep: {self.block} nets have at most {deepest} "
+        unit, most = 3 * layers_per_block(self.block), deepest(self.block)
+        if self.depth > most:
+            raise ConfigError(f"depth {_shown(self.depth)} is too deep: {self.block} nets have at most {most} "
                               "layers here (the papers' deepest)")
         if self.depth < unit + 2 or (self.depth - 2) % unit:
             lower = max(unit + 2, (self.depth - 2) // unit * unit + 2)
-            upper = lower + unit if lower < self.depth and lower + unit <= deepest else lower
+            upper = lower + unit if lower < self.depth and lower + unit <= most else lower
             hint = f"try {lower} or {upper}" if lower != upper else f"try {lower}"
             raise ConfigError(f"depth {_shown(self.depth)} is not {depth_rule(self.block)} for {self.block} blocks: "
                               f"{hint}")
@@ -190,6 +214,11 @@ class ModelConfig:
     @property
     def residual(self) -> bool:
         return self.family == "resnet"
+
+    @property
+    def unit(self) -> type[BlockType]:
+        """What the net stacks: its block type, or VGG's single conv."""
+        return VGGUnit if self.family == "vgg" else block_type(self.block)
 
     @property
     def label(self) -> str:
@@ -207,7 +236,7 @@ class ModelConfig:
         """The name a student reads: ``ResNet-56``, ``Plain-20``, ``ResNet-56 (identity at start)``."""
         head = f"{FAMILY_NAMES[self.family]}-{self.depth}"
         notes = []
-        if self.block != "basic":
+        if self.block != DEFAULT_BLOCK:
             notes.append(self.block)
         if self.width != 1.0:
             notes.append(f"width {self.width:g}")
@@ -241,10 +270,9 @@ class ModelConfig:
                     values[key] = value
                     break
             else:
-                raise ConfigError(
-                    f"model {label!r}: unknown option {token!r}; options are A/B/C, bneck, incep, pre, nobn,"
-                    " xavier, zi, scaled, gated, w<width>"
-                )
+                blocks = ", ".join(block_type(name).label for name in block_names() if name != DEFAULT_BLOCK)
+                raise ConfigError(f"model {label!r}: unknown option {token!r}; options are A/B/C, {blocks}, pre, "
+                                  "nobn, xavier, zi, scaled, gated, w<width>")
         return cls(**values)
 
 
@@ -266,8 +294,7 @@ def _width_of(token: str) -> float | None:
 
 
 _LABEL_TOKENS: dict[str, tuple] = {
-    "block": (lambda v: {"bottleneck": "bneck", "inception": "incep"}[v],
-              lambda t: {"bneck": "bottleneck", "incep": "inception"}.get(t)),
+    "block": (lambda v: block_type(v).label, lambda t: kind.name if (kind := by_label(t)) else None),
     "shortcut": (lambda v: v, lambda t: t if t in SHORTCUTS else None),
     "shortcut_variant": (lambda v: v, lambda t: t if t in ("scaled", "gated") else None),
     "order": _flag_token("pre", "preact"),

@@ -29,6 +29,7 @@ import torch
 from .config import Config, ModelConfig
 from .device import DevicePolicy
 from .memory import MemoryEstimate, predict
+from .plan import plan_net
 from .trainer import PROBE_IMAGES, FINAL_TRAIN_IMAGES
 
 FORWARD_SHARE = 1 / 3  # multiply-adds of a forward pass relative to a training step
@@ -109,20 +110,11 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _describe(cfg: ModelConfig, num_classes: int) -> tuple[int, int]:
-    from .models import describe_config
-
-    description = describe_config(cfg, num_classes)
-    return description.depth, description.macs
-
-
 @functools.lru_cache(maxsize=256)
 def model_cost(cfg: ModelConfig, num_classes: int = 10) -> tuple[int, int]:
-    """(weighted layers, forward multiply-adds per image); deep CIFAR nets extrapolated from two shallow twins,
-    exactly, since later blocks of a stage repeat."""
-    from .models import linear_in_blocks
-
-    return linear_in_blocks(cfg, lambda net: _describe(net, num_classes))
+    """(weighted layers, forward multiply-adds per image) of a net, from its plan."""
+    plan = plan_net(cfg, num_classes)
+    return plan.depth, plan.macs
 
 
 def estimate(config: Config, calibration: Calibration) -> Estimate:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from explorer.config import display_name
+from explorer.config import ConfigError, ModelConfig, display_name
 from explorer.palette import FAMILY_COLORS, family_of
 from explorer.ui.charts import CLASSIFIER_PREFIX, METRIC_TITLES, style
 
@@ -95,6 +95,7 @@ def diagram_figure(probes: pd.DataFrame, models: list[str], step: int, signal: s
     for col, (model, bs) in enumerate(columns.items()):
         x0 = col * 3.0
         residual = family_of(model) == "resnet"
+        glyph = block_glyph(model)
         for row, box in enumerate(bs):
             y = -row * (BOX_HEIGHT + GAP)
             z = np.log10(box.value) if np.isfinite(box.value) and box.value > 0 else np.nan
@@ -103,7 +104,8 @@ def diagram_figure(probes: pd.DataFrame, models: list[str], step: int, signal: s
                 x=[x0, x0 + 1.6, x0 + 1.6, x0, x0], y=[y, y, y - BOX_HEIGHT, y - BOX_HEIGHT, y], fill="toself",
                 mode="lines", line=dict(color="#404040", width=1), showlegend=False,
                 fillcolor=_colour(z, low, high), hoveron="fills",
-                hovertemplate=f"{display_name(model)} · {box.name}<br>{SIGNALS[signal]} {box.value:.3g}<extra></extra>"))
+                hovertemplate=f"{display_name(model)} · {box.name}{glyph if box.name not in ('stem', 'head') else ''}"
+                              f"<br>{SIGNALS[signal]} {box.value:.3g}<extra></extra>"))
             fig.add_annotation(x=x0 + 0.8, y=y - BOX_HEIGHT / 2, text=label, showarrow=False,
                                font=dict(size=10 * scale, color="#ffffff" if np.isfinite(z) and
                                          (z - low) / (high - low) < 0.55 else "#000000"))
@@ -126,6 +128,15 @@ def diagram_figure(probes: pd.DataFrame, models: list[str], step: int, signal: s
     fig.update_xaxes(visible=False, range=[-0.3, 3.0 * len(models) - 0.4])
     fig.update_yaxes(visible=False, range=[-tallest * (BOX_HEIGHT + GAP) - 0.1, 0.9])
     return style(fig, scale, height=min(900, 120 + 32 * tallest))
+
+
+def block_glyph(model: str) -> str:
+    """`` (3×3 → 3×3)``: what each block of the model computes, as its block type draws it; empty for a name that
+    is not a model label."""
+    try:
+        return f" ({ModelConfig.parse(model).unit.glyph()})"
+    except ConfigError:
+        return ""
 
 
 def _colour(z: float, low: float, high: float) -> str:
