@@ -37,7 +37,7 @@ Init = Literal["kaiming", "xavier"]
 Optimizer = Literal["sgd", "adam"]
 Schedule = Literal["constant", "step", "cosine"]
 Device = Literal["auto", "cpu", "cuda"]
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = str  # one of PRECISIONS
 
 FAMILIES: tuple[str, ...] = ("plain", "resnet", "vgg")
 BLOCKS: tuple[str, ...] = block_names()  # the block types known at import; `block_names()` also lists later ones
@@ -48,7 +48,11 @@ INITS: tuple[str, ...] = ("kaiming", "xavier")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+# Each precision and the dtype autocast computes in (a torch dtype's name; None: plain fp32, no autocast). "auto"
+# picks one per device: explorer.device.precision_on. Memory factors and default calibrations fall back to fp32's for
+# a precision that has none fitted (explorer.memory, explorer.estimate).
+AUTOCAST_DTYPES: dict[str, str | None] = {"fp32": None, "bf16": "bfloat16"}
+PRECISIONS: tuple[str, ...] = ("auto", *AUTOCAST_DTYPES)
 FAMILY_NAMES: dict[str, str] = {"plain": "Plain", "resnet": "ResNet", "vgg": "VGG"}
 # Simonyan & Zisserman 2015 configurations A/B/D/E: convs per stage; depth counts them and the 3 linear layers
 VGG_LAYOUTS: dict[int, tuple[int, ...]] = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3),
@@ -390,7 +394,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     device: Device = "auto"  # auto: the GPU when the worker has one
     threads: int = 0  # CPU threads (0: PyTorch's default)
-    precision: Precision = "auto"  # auto: bf16 autocast on a GPU, fp32 on a CPU
+    precision: Precision = "auto"  # auto: bf16 autocast where it is fast (explorer.device.precision_on), else fp32
     probe_every: int = 10  # per-layer probes every this many steps (0: never)
     eval_every: int = 0  # evaluate every this many steps (0: about 25 times per run)
     eval_images: int = 500  # images of the training and test subsets scored at each evaluation; the end scores all

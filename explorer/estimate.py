@@ -19,7 +19,7 @@ import math
 import socket
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -192,4 +192,5 @@ def calibration_for(rows: list[dict], device_kind: str, precision: str, machine:
                 and (device_kind == "cuda" or machine is None or row["machine"] == machine)):
             memory = row.get("memory_bytes")
             return Calibration(**{**row, "memory_bytes": None if memory is None or memory != memory else int(memory)})
-    return DEFAULT_CALIBRATIONS[(device_kind, precision)]
+    default = DEFAULT_CALIBRATIONS.get((device_kind, precision))
+    return default or replace(DEFAULT_CALIBRATIONS[(device_kind, "fp32")], precision=precision)  # until measured

@@ -84,7 +84,8 @@ def predict(config: Config, device_kind: str, precision: str) -> MemoryEstimate:
     classes = len(config.data.classes) or 10
     footprints = [model_footprint(m, classes) for m in config.models]
     batch = min(config.optim.batch_size, config.data.subset)
-    factor = ACTIVATION_FACTOR[(device_kind, precision)]
+    # a precision without a fitted factor is charged as fp32, which keeps the most
+    factor = ACTIVATION_FACTOR.get((device_kind, precision), ACTIVATION_FACTOR[(device_kind, "fp32")])
     activations = int(max(saved for saved, _ in footprints) * batch * factor) + WORKSPACE_BYTES[device_kind]
     states = sum(_state_bytes(config, params) for _, params in footprints)
     images = (config.data.subset + config.data.test_subset) * IMAGE_BYTES

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from explorer.blocks import block_type
+from explorer.device import AUTO_PRECISION
 from explorer.config import (CIFAR10_CLASSES, DEVICES, INITS, OPTIMIZERS, ORDERS, PRECISIONS, QUERY_KEYS, SCHEDULES,
                              SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config, ConfigError, ModelConfig,
                              block_names, depth_options, depth_unit, model_grid)
@@ -67,7 +68,7 @@ FIELD_GROUPS: dict[str, tuple[Field, ...]] = {
         Field("device", "Device", "select", DEVICES, "auto: the GPU when there is one"),
         Field("threads", "CPU threads (0: all)", "number"),
         Field("precision", "Precision", "select", PRECISIONS,
-              "auto: bf16 autocast on a GPU and on CPUs with bf16 units (several times faster), else fp32"),
+              f"auto: {AUTO_PRECISION}"),
         Field("probe", "Probe layers every (steps, 0: never)", "number", (),
               "Per-layer gradient norms and response std, for the Gradients page"),
         Field("eval", "Evaluate every (steps, 0: about 25 times per run)", "number"),
