@@ -54,6 +54,13 @@ DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 AUTOCAST_DTYPES: dict[str, str | None] = {"fp32": None, "bf16": "bfloat16"}
 PRECISIONS: tuple[str, ...] = ("auto", *AUTOCAST_DTYPES)
 FAMILY_NAMES: dict[str, str] = {"plain": "Plain", "resnet": "ResNet", "vgg": "VGG"}
+# What a family has none of, so the options that do not apply to it: a model that sets one contradicts itself
+# (``vgg16-B`` asks for a shortcut on a net without shortcuts) and is refused.
+NOT_APPLICABLE: dict[str, dict[str, str]] = {
+    "plain": {"shortcut": "shortcuts", "shortcut_variant": "shortcuts", "zero_init_residual": "residual branches"},
+    "vgg": {"block": "blocks", "shortcut": "shortcuts", "shortcut_variant": "shortcuts",
+            "zero_init_residual": "residual branches"},
+}
 # Simonyan & Zisserman 2015 configurations A/B/D/E: convs per stage; depth counts them and the 3 linear layers
 VGG_LAYOUTS: dict[int, tuple[int, ...]] = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3),
                                            19: (2, 2, 4, 4, 4)}
@@ -195,6 +202,10 @@ class ModelConfig:
         _choice("init", self.init, INITS)
         _boolean("batchnorm", self.batchnorm)
         _boolean("zero_init_residual", self.zero_init_residual)
+        for name, lacks in NOT_APPLICABLE.get(self.family, {}).items():
+            if getattr(self, name) != _default(name):
+                raise ConfigError(f"{name} {_shown(getattr(self, name))} does not apply to {FAMILY_NAMES[self.family]} "
+                                  f"nets, which have no {lacks}: leave it at {_default(name)!r}")
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or self.width not in WIDTHS:
             raise ConfigError(f"width {_shown(self.width)} is not one of {', '.join(f'{w:g}' for w in WIDTHS)}")
         object.__setattr__(self, "width", float(self.width))
@@ -219,6 +230,14 @@ class ModelConfig:
     def residual(self) -> bool:
         return self.family == "resnet"
 
+    def with_options(self, **changes: Any) -> "ModelConfig":
+        """This model with `changes`, the options its (new) family has no use for back at their defaults: the plain
+        twin of resnet56-B is plain56. Options a change gives that the family has no use for are dropped likewise."""
+        family = changes.get("family", self.family)
+        unused = NOT_APPLICABLE.get(family, {})
+        return replace(self, **{name: _default(name) for name in unused},
+                       **{key: value for key, value in changes.items() if key not in unused})
+
     @property
     def unit(self) -> type[BlockType]:
         """What the net stacks: its block type, or VGG's single conv."""
@@ -226,7 +245,7 @@ class ModelConfig:
 
     @property
     def label(self) -> str:
-        """Compact name, e.g. ``resnet56``, ``plain20-B-pre-nobn``; `parse` inverts it."""
+        """Compact name, e.g. ``resnet56``, ``resnet20-B-pre-nobn``; `parse` inverts it."""
         parts = [f"{self.family}{self.depth}"]
         defaults = ModelConfig()
         for key, (token_of, _) in _LABEL_TOKENS.items():
@@ -267,17 +286,48 @@ class ModelConfig:
         if not match:
             raise ConfigError(f"model {label!r} must start with plain, resnet or vgg and a depth, e.g. resnet56")
         values: dict[str, Any] = {"family": match[1], "depth": int(match[2])}
+        given: dict[str, list[str]] = {}  # option -> the tokens that set it
         for token in tokens:
             for key, (_, value_of) in _LABEL_TOKENS.items():
                 value = value_of(token)
                 if value is not None:
                     values[key] = value
+                    given.setdefault(key, []).append(token)
                     break
             else:
                 blocks = ", ".join(block_type(name).label for name in block_names() if name != DEFAULT_BLOCK)
                 raise ConfigError(f"model {label!r}: unknown option {token!r}; options are A/B/C, {blocks}, pre, "
                                   "nobn, xavier, zi, scaled, gated, w<width>")
+        _refuse_contradictions(label, head, tokens, given)
         return cls(**values)
+
+
+def _default(name: str) -> Any:
+    return ModelConfig.__dataclass_fields__[name].default
+
+
+OPTION_NAMES: dict[str, str] = {"block": "block", "shortcut": "shortcut option", "shortcut_variant": "shortcut variant",
+                                "order": "pre-activation option", "batchnorm": "batch-norm option", "init": "init",
+                                "zero_init_residual": "zero-init option", "width": "width"}
+
+
+def _refuse_contradictions(label: str, head: str, tokens: list[str], given: dict[str, list[str]]) -> None:
+    """A label that sets an option its family has no use for (``vgg16-B``) or sets one twice (``resnet20-B-C``)
+    says two things at once: refuse it, naming the labels it may have meant."""
+    family = re.match(r"[a-z]+", head)[0]
+    unused = {key: NOT_APPLICABLE[family][key] for key in given if key in NOT_APPLICABLE.get(family, {})}
+    if unused:
+        dropped = [t for key in unused for t in given[key]]
+        kept = [seen[0] for key, seen in given.items() if key not in unused]
+        raise ConfigError(f"model {label!r}: {FAMILY_NAMES[family]} nets have no "
+                          f"{' or '.join(dict.fromkeys(unused.values()))}, so {', '.join(map(repr, dropped))} "
+                          f"{'does' if len(dropped) == 1 else 'do'} not apply: write {'-'.join([head, *kept])}")
+    for key, seen in given.items():
+        if len(seen) > 1:
+            others = [t for t in tokens if t not in seen]
+            choices = " or ".join(dict.fromkeys("-".join([head, *others, t]) for t in seen))
+            raise ConfigError(f"model {label!r} gives the {OPTION_NAMES[key]} {len(seen)} times ({', '.join(seen)}): "
+                              f"give it once, e.g. {choices}")
 
 
 def display_name(label: str) -> str:
@@ -650,18 +700,30 @@ def _parse(key: str, text: str, kind: type) -> Any:
 def model_grid(**options: Iterable[Any]) -> tuple[ModelConfig, ...]:
     """The cross product of architecture options, e.g. ``model_grid(family=["plain", "resnet"], depth=[20, 56])``.
 
-    Order follows the arguments, last varying fastest. An empty list of values is an error, not an empty grid.
+    Order follows the arguments, last varying fastest. Options apply where the family has a use for them
+    (``family=["plain", "resnet"], shortcut=["B"]`` gives plain20 and resnet20-B); an option that applies to no model
+    of the grid, or an empty list of values, is an error, not a silent no-op or an empty grid.
     """
     keys = list(options)
     lists = {key: list(options[key]) for key in keys}
     empty = [key for key, values in lists.items() if not values]
     if empty:
         raise ConfigError(f"{empty[0]} is empty: give at least one value")
-    models = []
+    models, applied = [], set()
     for values in itertools.product(*(lists[k] for k in keys)):
-        model = ModelConfig(**dict(zip(keys, values)))
+        chosen = dict(zip(keys, values))
+        family = chosen.get("family", _default("family"))
+        applied.update((key, repr(value)) for key, value in chosen.items() if key not in NOT_APPLICABLE.get(family, {}))
+        model = ModelConfig().with_options(**chosen)
         if model not in models:
             models.append(model)
+    for key in keys:
+        for value in lists[key]:
+            if (key, repr(value)) not in applied and key in ModelConfig.__dataclass_fields__ and value != _default(key):
+                families = sorted({m.family for m in models})
+                lacks = " or ".join(dict.fromkeys(NOT_APPLICABLE[f][key] for f in families))
+                raise ConfigError(f"{key} {_shown(value)} applies to none of these models: "
+                                  f"{' and '.join(FAMILY_NAMES[f] for f in families)} nets have no {lacks}")
     return tuple(models)
 
 

@@ -71,10 +71,8 @@ def pick_model() -> ModelConfig | None:
                    format_func={"original": "original: conv-BN-ReLU", "preact": "pre-activation: BN-ReLU-conv"}.get)
     last.toggle("Batch norm", key=KEY + "batchnorm")
     values = {name: state[KEY + name] for name in FIELDS}
-    if family == "vgg":  # VGG has no blocks or shortcuts: keep its label free of their options
-        values.update(block="basic", shortcut="A", shortcut_variant="identity", zero_init_residual=False)
-    try:
-        model = replace(state[LAST], **values)
+    try:  # options the family has no use for (VGG's block and shortcut, a plain net's shortcut) are left out
+        model = state[LAST].with_options(**values)
     except ConfigError as error:
         st.error(plain(error))
         return None
@@ -88,8 +86,7 @@ def twins(model: ModelConfig) -> list[ModelConfig]:
     """The plain net and its residual twin (same convs, BN and ReLUs), or the VGG net alone."""
     if model.family == "vgg":
         return [model]
-    plain = replace(model, family="plain", shortcut="A", shortcut_variant="identity", zero_init_residual=False)
-    return [plain, replace(model, family="resnet")]
+    return [model.with_options(family="plain"), replace(model, family="resnet")]
 
 
 # --- cached drawing and tables ---------------------------------------------------------------------------------
