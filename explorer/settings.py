@@ -3,7 +3,7 @@
 | variable                       | default                           | meaning                                         |
 |--------------------------------|-----------------------------------|-------------------------------------------------|
 | EXPLORER_STORE                 | runs/explorer.sqlite              | the run store (SQLite; the only channel between the web server and workers) |
-| EXPLORER_DATA_DIR              | data                              | the default data root: CIFAR-10, or any ImageFolder (train/<class>/, test/<class>/) |
+| EXPLORER_DATA_DIR              | data                              | the default data root: CIFAR-10, or any ImageFolder (train/<class>/ and test/<class>/, or <class>/ alone) |
 | EXPLORER_DATA_ROOTS            | (none)                            | more data roots, ``name=path,name=path``; a run names a root, never a path |
 | EXPLORER_CACHE_DIR             | ~/.cache/resnet-explorer          | decoded images; nothing else is written outside the store's folder |
 | EXPLORER_HOSTED                | 0                                 | 1: a public server (caps below, no downloads, no paths shown) |
