@@ -23,14 +23,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
-import numpy as np
-import torch
-
-from .config import Config, ModelConfig
+from .config import FINAL_TRAIN_IMAGES, PROBE_IMAGES, Config, ModelConfig
 from .device import DevicePolicy
 from .memory import MemoryEstimate, predict
 from .plan import plan_net
-from .trainer import PROBE_IMAGES, FINAL_TRAIN_IMAGES
 
 FORWARD_SHARE = 1 / 3  # multiply-adds of a forward pass relative to a training step
 EVAL_BATCH = 500
@@ -142,7 +138,11 @@ def estimate(config: Config, calibration: Calibration) -> Estimate:
 def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
               interrupted: Callable[[], bool] = lambda: False) -> Calibration | None:
     """Time the trainer's step on the reference nets on `policy`'s device and fit the cost model (a few seconds);
-    None as soon as `interrupted` says so (checked between steps: a waiting run goes first)."""
+    None as soon as `interrupted` says so (checked between steps: a waiting run goes first). Runs in a worker:
+    PyTorch is imported here, not by the web server that reads calibrations."""
+    import numpy as np
+    import torch
+
     from .config import OptimConfig
     from .models import build_model
     from .step import TrainStep, make_optimizer
@@ -180,6 +180,8 @@ def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
 
 
 def _synchronize(policy: DevicePolicy) -> None:
+    import torch
+
     if policy.cuda:
         torch.cuda.synchronize(policy.device)
 

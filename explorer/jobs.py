@@ -331,7 +331,7 @@ def queue_place(store: RunStore, run_id: str) -> QueuePlace | None:
 
 
 def _remaining(estimate_s: float | None, progress: str | None) -> float:
-    from .trainer import Progress
+    from .progress import Progress
 
     p = Progress.from_json(progress, RunState.RUNNING)
     if p.eta_s is not None:

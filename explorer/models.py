@@ -96,9 +96,10 @@ class Block(nn.Module):
 
     def __init__(self, plan: BlockPlan):
         super().__init__()
+        self.plan = plan
         self.kind, self.path_depth = plan.kind, plan.path_depth
         self.in_ch, self.out_ch, self.stride = plan.in_ch, plan.out_ch, plan.stride
-        self.residual, self.preact = plan.residual, plan.preact
+        self.residual, self.preact, self.changes_shape = plan.residual, plan.preact, plan.changes_shape
         self.shortcut_option, self.variant = plan.shortcut_option, plan.variant
         self.removed = False
         self.pre_bn = nn.BatchNorm2d(plan.in_ch) if plan.pre_bn else None
@@ -114,16 +115,8 @@ class Block(nn.Module):
         self.gate = nn.Conv2d(gate.in_ch, gate.out_ch, 1, gate.stride) if gate is not None else None
 
     @property
-    def changes_shape(self) -> bool:
-        return self.stride != 1 or self.in_ch != self.out_ch
-
-    @property
     def shortcut_name(self) -> str:
-        if not self.residual:
-            return "none"
-        if self.shortcut is not None:
-            return f"{self.shortcut_option}: 1x1 conv"
-        return "A: subsample+zero-pad" if self.changes_shape else "identity"
+        return self.plan.shortcut_name
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         ends = []

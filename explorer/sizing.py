@@ -22,9 +22,8 @@ from dataclasses import replace
 from typing import Callable, Mapping
 
 from . import device as device_policy
-from .config import WIDTHS, Config
+from .config import PROBE_IMAGES, WIDTHS, Config
 from .estimate import FORWARD_SHARE, Calibration, estimate
-from .trainer import PROBE_IMAGES
 
 EVAL_SHARE = 0.1  # evaluations cost at most this share of the training compute
 PROBE_SHARE = 0.05  # probes likewise

@@ -24,7 +24,8 @@ import pandas as pd
 from .config import Config, ModelConfig, display_name
 from .lesion import BASELINE_BLOCK
 from .metrics import final_numbers
-from .models import describe_config, inception_cost
+from .blocks.inception import inception_cost
+from .plan import describe_config
 from .store import RunStore
 
 MARGIN = 2.0  # points of error within which two nets count as equal
