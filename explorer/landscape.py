@@ -60,6 +60,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .checkpoints import trained_weights
 from .config import Config, ModelConfig
 from .device import DevicePolicy
 from .estimate import format_seconds, model_cost
@@ -321,7 +322,6 @@ def compute(store: RunStore, run_id: str, spec: SliceSpec, *, budget_s: float | 
     by half; `LandscapeError` for models the run lacks; `StoreError` when the run kept no weights here."""
     import torch
 
-    from .checkpoints import trained_weights
     from .step import loss_and_error
     from .trainer import batch_statistics
 

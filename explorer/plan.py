@@ -326,7 +326,7 @@ def plan_net(cfg: ModelConfig, num_classes: int = 10) -> NetPlan:
     return _plan_net(cfg, num_classes)  # positional, so that every way of calling hits the same cache entry
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=32)  # a ResNet-1202 plan is about a megabyte; the server keeps a few
 def _plan_net(cfg: ModelConfig, num_classes: int) -> NetPlan:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ModelError(f"num_classes {num_classes} is too few: a classifier needs at least 2 classes")

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-from explorer.blocks import block_type
+from explorer.blocks import DEFAULT_BLOCK, block_type
 from explorer.config import (CIFAR10_CLASSES, DEVICES, INITS, MIN_IMAGES, OPTIMIZERS, ORDERS, PRECISIONS, QUERY_KEYS,
                              SCHEDULES, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config, ConfigError,
                              ModelConfig, block_names, depth_options, depth_unit, model_grid)
@@ -117,7 +117,7 @@ def _architecture_values(config: Config) -> dict[str, Any]:
         "shallow": depths[0],
         "deep": depths[-1],
         "vgg_depth": vggs[0].depth if vggs else 16,
-        "block": first.block if nets else "basic",
+        "block": first.block if nets else DEFAULT_BLOCK,
         "shortcut": residual.shortcut,
         "variant": residual.shortcut_variant,
         "order": first.order,
