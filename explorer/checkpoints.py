@@ -2,7 +2,8 @@
 
 One file per run beside the run store (``<store folder>/checkpoints/<run id>.pt``), replaced atomically, so a crash
 while saving leaves the previous checkpoint intact. A finished run's last checkpoint holds its trained weights:
-`export_weights` writes them as one ``state_dict`` per model (the loss landscape reads them too).
+`export_weights` writes them as one ``state_dict`` per model (the loss landscape reads them too). Files are PyTorch's
+format, so PyTorch is imported when one is read or written: the web server loads it only for a weights download.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import io
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 from .store import RunStore, StoreError
 
@@ -30,6 +29,8 @@ class Checkpoint:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        import torch
+
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         torch.save(asdict(self), partial)
         os.replace(partial, path)
@@ -38,6 +39,8 @@ class Checkpoint:
     def load(cls, path: Path) -> "Checkpoint | None":
         if not path.is_file():
             return None
+        import torch
+
         return cls(**torch.load(path, map_location="cpu", weights_only=True))
 
 
@@ -55,6 +58,8 @@ def trained_weights(store: RunStore, run_id: str) -> dict[str, dict]:
 
 
 def weights_bytes(store: RunStore, run_id: str) -> bytes:
+    import torch
+
     buffer = io.BytesIO()
     torch.save(trained_weights(store, run_id), buffer)
     return buffer.getvalue()

@@ -26,8 +26,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Literal, Mapping
 from urllib.parse import parse_qsl, urlencode
 
+from .blocks import DEFAULT_BLOCK, BlockType, VGGUnit, block_type, by_label, names as block_names
+
 Family = Literal["plain", "resnet", "vgg"]
-Block = Literal["basic", "bottleneck", "inception"]
+Block = str  # the name of a registered block type (explorer.blocks)
 Shortcut = Literal["A", "B", "C"]
 ShortcutVariant = Literal["identity", "scaled", "gated"]
 Order = Literal["original", "preact"]
@@ -35,10 +37,10 @@ Init = Literal["kaiming", "xavier"]
 Optimizer = Literal["sgd", "adam"]
 Schedule = Literal["constant", "step", "cosine"]
 Device = Literal["auto", "cpu", "cuda"]
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = str  # one of PRECISIONS
 
 FAMILIES: tuple[str, ...] = ("plain", "resnet", "vgg")
-BLOCKS: tuple[str, ...] = ("basic", "bottleneck", "inception")
+BLOCKS: tuple[str, ...] = block_names()  # the block types known at import; `block_names()` also lists later ones
 SHORTCUTS: tuple[str, ...] = ("A", "B", "C")
 SHORTCUT_VARIANTS: tuple[str, ...] = ("identity", "scaled", "gated")
 ORDERS: tuple[str, ...] = ("original", "preact")
@@ -46,18 +48,33 @@ INITS: tuple[str, ...] = ("kaiming", "xavier")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+# Each precision and the dtype autocast computes in (a torch dtype's name; None: plain fp32, no autocast). "auto"
+# picks one per device: explorer.device.precision_on. Memory factors and default calibrations fall back to fp32's for
+# a precision that has none fitted (explorer.memory, explorer.estimate).
+AUTOCAST_DTYPES: dict[str, str | None] = {"fp32": None, "bf16": "bfloat16"}
+PRECISIONS: tuple[str, ...] = ("auto", *AUTOCAST_DTYPES)
 FAMILY_NAMES: dict[str, str] = {"plain": "Plain", "resnet": "ResNet", "vgg": "VGG"}
-VGG_DEPTHS: tuple[int, ...] = (11, 13, 16, 19)
+# What a family has none of, so the options that do not apply to it: a model that sets one contradicts itself
+# (``vgg16-B`` asks for a shortcut on a net without shortcuts) and is refused.
+NOT_APPLICABLE: dict[str, dict[str, str]] = {
+    "plain": {"shortcut": "shortcuts", "shortcut_variant": "shortcuts", "zero_init_residual": "residual branches"},
+    "vgg": {"block": "blocks", "shortcut": "shortcuts", "shortcut_variant": "shortcuts",
+            "zero_init_residual": "residual branches"},
+}
+# Simonyan & Zisserman 2015 configurations A/B/D/E: convs per stage; depth counts them and the 3 linear layers
+VGG_LAYOUTS: dict[int, tuple[int, ...]] = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3),
+                                           19: (2, 2, 4, 4, 4)}
+VGG_DEPTHS: tuple[int, ...] = tuple(VGG_LAYOUTS)
 WIDTHS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
-# The papers' deepest CIFAR nets: ResNet-1202 (He et al. 2015 §4.2) and the bottleneck ResNet-1001 (He et al. 2016).
-DEEPEST: dict[str, int] = {"basic": 1202, "bottleneck": 1001, "inception": 1202}
+OFFERED_BLOCKS_PER_STAGE = 18  # depth sliders run to ResNet-110 (basic) and ResNet-164 (bottleneck), then the deepest
 CIFAR10_CLASSES: tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
 BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "cifar10")
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 MAX_SEED = 2**32 - 1
+PROBE_IMAGES = 64  # probes run on a fixed batch this big: a stable std per layer, ~2% of the compute every 10 steps
+FINAL_TRAIN_IMAGES = 1000  # the last evaluation scores this many training images (and the whole test subset)
 MAX_IMAGES = 1_000_000  # a sanity bound; the memory check (explorer.memory) sets the real one per machine
 MIN_IMAGES = 2  # per subset; the real bounds are the source's size (explorer.data.sources.source_sizes)
 MAX_TEXT = 1000  # longest URL value or name accepted
@@ -116,17 +133,22 @@ def _text(name: str, value: Any, limit: int = 200) -> None:
 
 # --- architecture ---------------------------------------------------------------------------------------------
 def layers_per_block(block: str) -> int:
-    """Weighted layers on the longest path of one block: 2 (basic, inception) or 3 (bottleneck)."""
-    return 3 if block == "bottleneck" else 2
+    """Weighted layers on the longest path of one block, as its type declares (2 basic, 3 bottleneck)."""
+    return block_type(block).layers
 
 
 def depth_rule(block: str) -> str:
     """``6n+2`` (basic and inception blocks) or ``9n+2`` (bottleneck), He et al. 2015 §4.2 and Fig. 5."""
-    return f"{3 * layers_per_block(block)}n+2"
+    return block_type(block).depth_rule()
+
+
+def depth_unit(family: str, block: str = DEFAULT_BLOCK) -> str:
+    """What a depth must be, for people: the block's depth rule, or a VGG configuration."""
+    return "VGG configuration" if family == "vgg" else depth_rule(block)
 
 
 def blocks_per_stage(family: str, depth: int, block: str) -> int:
-    """n in depth = 6n+2 (basic) or 9n+2 (bottleneck), He et al. 2015 §4.2."""
+    """n in depth = 6n+2 (basic) or 9n+2 (bottleneck), He et al. 2015 §4.2; 0 for VGG, which has no blocks."""
     if family == "vgg":
         return 0
     return (depth - 2) // (3 * layers_per_block(block))
@@ -134,14 +156,29 @@ def blocks_per_stage(family: str, depth: int, block: str) -> int:
 
 def depth_of(block: str, n: int) -> int:
     """The depth of a net of `block`s with n blocks per stage."""
-    return 3 * layers_per_block(block) * n + 2
+    return block_type(block).depth(n)
 
 
-def valid_depths(family: str, block: str = "basic", up_to: int | None = None) -> list[int]:
+def deepest(block: str) -> int:
+    """The deepest net of `block`s offered: the papers' ResNet-1202 (He et al. 2015 §4.2) and bottleneck
+    ResNet-1001 (He et al. 2016), as each block type declares."""
+    return block_type(block).deepest
+
+
+def valid_depths(family: str, block: str = DEFAULT_BLOCK, up_to: int | None = None) -> list[int]:
     if family == "vgg":
         return list(VGG_DEPTHS)
-    step = 3 * layers_per_block(block)
-    return list(range(step + 2, min(up_to or DEEPEST[block], DEEPEST[block]) + 1, step))
+    kind = block_type(block)
+    return list(range(kind.depth(1), min(up_to or kind.deepest, kind.deepest) + 1, 3 * kind.layers))
+
+
+def depth_options(family: str, block: str = DEFAULT_BLOCK, extra: Iterable[int] = ()) -> list[int]:
+    """Depths a slider offers: every depth of the block's rule up to `OFFERED_BLOCKS_PER_STAGE` blocks per stage,
+    the deepest, and `extra` (the depths shown now); the VGG configurations for VGG."""
+    if family == "vgg":
+        return sorted({*VGG_DEPTHS, *extra})
+    return sorted({*valid_depths(family, block, up_to=depth_of(block, OFFERED_BLOCKS_PER_STAGE)), deepest(block),
+                   *extra})
 
 
 @dataclass(frozen=True)
@@ -151,7 +188,7 @@ class ModelConfig:
     family: Family = "resnet"
     depth: int = 20  # weighted layers: 6n+2 with basic blocks, 9n+2 with bottlenecks, or a VGG configuration
     width: float = 1.0  # multiplier of the 16/32/64 filters of the stages
-    block: Block = "basic"
+    block: Block = DEFAULT_BLOCK  # a registered block type (explorer.blocks)
     shortcut: Shortcut = "A"  # He et al. 2015 §3.3: A zero-pads, B projects where shapes change, C everywhere
     shortcut_variant: ShortcutVariant = "identity"  # He et al. 2016 Table 1
     order: Order = "original"  # preact: BN-ReLU-conv (He et al. 2016)
@@ -161,13 +198,17 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _choice("family", self.family, FAMILIES)
-        _choice("block", self.block, BLOCKS)
+        _choice("block", self.block, block_names())
         _choice("shortcut", self.shortcut, SHORTCUTS)
         _choice("shortcut_variant", self.shortcut_variant, SHORTCUT_VARIANTS)
         _choice("order", self.order, ORDERS)
         _choice("init", self.init, INITS)
         _boolean("batchnorm", self.batchnorm)
         _boolean("zero_init_residual", self.zero_init_residual)
+        for name, lacks in NOT_APPLICABLE.get(self.family, {}).items():
+            if getattr(self, name) != _default(name):
+                raise ConfigError(f"{name} {_shown(getattr(self, name))} does not apply to {FAMILY_NAMES[self.family]} "
+                                  f"nets, which have no {lacks}: leave it at {_default(name)!r}")
         if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or self.width not in WIDTHS:
             raise ConfigError(f"width {_shown(self.width)} is not one of {', '.join(f'{w:g}' for w in WIDTHS)}")
         object.__setattr__(self, "width", float(self.width))
@@ -177,13 +218,13 @@ class ModelConfig:
             if self.depth not in VGG_DEPTHS:
                 raise ConfigError(f"depth {_shown(self.depth)} is not a VGG configuration: use 11, 13, 16 or 19")
             return
-        unit, deepest = 3 * layers_per_block(self.block), DEEPEST[self.block]
-        if self.depth > deepest:
-            raise ConfigError(f"depth {_shown(self.depth)} is too deep: {self.block} nets have at most {deepest} "
+        unit, most = 3 * layers_per_block(self.block), deepest(self.block)
+        if self.depth > most:
+            raise ConfigError(f"depth {_shown(self.depth)} is too deep: {self.block} nets have at most {most} "
                               "layers here (the papers' deepest)")
         if self.depth < unit + 2 or (self.depth - 2) % unit:
             lower = max(unit + 2, (self.depth - 2) // unit * unit + 2)
-            upper = lower + unit if lower < self.depth and lower + unit <= deepest else lower
+            upper = lower + unit if lower < self.depth and lower + unit <= most else lower
             hint = f"try {lower} or {upper}" if lower != upper else f"try {lower}"
             raise ConfigError(f"depth {_shown(self.depth)} is not {depth_rule(self.block)} for {self.block} blocks: "
                               f"{hint}")
@@ -192,9 +233,22 @@ class ModelConfig:
     def residual(self) -> bool:
         return self.family == "resnet"
 
+    def with_options(self, **changes: Any) -> "ModelConfig":
+        """This model with `changes`, the options its (new) family has no use for back at their defaults: the plain
+        twin of resnet56-B is plain56. Options a change gives that the family has no use for are dropped likewise."""
+        family = changes.get("family", self.family)
+        unused = NOT_APPLICABLE.get(family, {})
+        return replace(self, **{name: _default(name) for name in unused},
+                       **{key: value for key, value in changes.items() if key not in unused})
+
+    @property
+    def unit(self) -> type[BlockType]:
+        """What the net stacks: its block type, or VGG's single conv."""
+        return VGGUnit if self.family == "vgg" else block_type(self.block)
+
     @property
     def label(self) -> str:
-        """Compact name, e.g. ``resnet56``, ``plain20-B-pre-nobn``; `parse` inverts it."""
+        """Compact name, e.g. ``resnet56``, ``resnet20-B-pre-nobn``; `parse` inverts it."""
         parts = [f"{self.family}{self.depth}"]
         defaults = ModelConfig()
         for key, (token_of, _) in _LABEL_TOKENS.items():
@@ -208,7 +262,7 @@ class ModelConfig:
         """The name a student reads: ``ResNet-56``, ``Plain-20``, ``ResNet-56 (identity at start)``."""
         head = f"{FAMILY_NAMES[self.family]}-{self.depth}"
         notes = []
-        if self.block != "basic":
+        if self.block != DEFAULT_BLOCK:
             notes.append(self.block)
         if self.width != 1.0:
             notes.append(f"width {self.width:g}")
@@ -235,18 +289,48 @@ class ModelConfig:
         if not match:
             raise ConfigError(f"model {label!r} must start with plain, resnet or vgg and a depth, e.g. resnet56")
         values: dict[str, Any] = {"family": match[1], "depth": int(match[2])}
+        given: dict[str, list[str]] = {}  # option -> the tokens that set it
         for token in tokens:
             for key, (_, value_of) in _LABEL_TOKENS.items():
                 value = value_of(token)
                 if value is not None:
                     values[key] = value
+                    given.setdefault(key, []).append(token)
                     break
             else:
-                raise ConfigError(
-                    f"model {label!r}: unknown option {token!r}; options are A/B/C, bneck, incep, pre, nobn,"
-                    " xavier, zi, scaled, gated, w<width>"
-                )
+                blocks = ", ".join(block_type(name).label for name in block_names() if name != DEFAULT_BLOCK)
+                raise ConfigError(f"model {label!r}: unknown option {token!r}; options are A/B/C, {blocks}, pre, "
+                                  "nobn, xavier, zi, scaled, gated, w<width>")
+        _refuse_contradictions(label, head, tokens, given)
         return cls(**values)
+
+
+def _default(name: str) -> Any:
+    return ModelConfig.__dataclass_fields__[name].default
+
+
+OPTION_NAMES: dict[str, str] = {"block": "block", "shortcut": "shortcut option", "shortcut_variant": "shortcut variant",
+                                "order": "pre-activation option", "batchnorm": "batch-norm option", "init": "init",
+                                "zero_init_residual": "zero-init option", "width": "width"}
+
+
+def _refuse_contradictions(label: str, head: str, tokens: list[str], given: dict[str, list[str]]) -> None:
+    """A label that sets an option its family has no use for (``vgg16-B``) or sets one twice (``resnet20-B-C``)
+    says two things at once: refuse it, naming the labels it may have meant."""
+    family = re.match(r"[a-z]+", head)[0]
+    unused = {key: NOT_APPLICABLE[family][key] for key in given if key in NOT_APPLICABLE.get(family, {})}
+    if unused:
+        dropped = [t for key in unused for t in given[key]]
+        kept = [seen[0] for key, seen in given.items() if key not in unused]
+        raise ConfigError(f"model {label!r}: {FAMILY_NAMES[family]} nets have no "
+                          f"{' or '.join(dict.fromkeys(unused.values()))}, so {', '.join(map(repr, dropped))} "
+                          f"{'does' if len(dropped) == 1 else 'do'} not apply: write {'-'.join([head, *kept])}")
+    for key, seen in given.items():
+        if len(seen) > 1:
+            others = [t for t in tokens if t not in seen]
+            choices = " or ".join(dict.fromkeys("-".join([head, *others, t]) for t in seen))
+            raise ConfigError(f"model {label!r} gives the {OPTION_NAMES[key]} {len(seen)} times ({', '.join(seen)}): "
+                              f"give it once, e.g. {choices}")
 
 
 def display_name(label: str) -> str:
@@ -267,8 +351,7 @@ def _width_of(token: str) -> float | None:
 
 
 _LABEL_TOKENS: dict[str, tuple] = {
-    "block": (lambda v: {"bottleneck": "bneck", "inception": "incep"}[v],
-              lambda t: {"bneck": "bottleneck", "incep": "inception"}.get(t)),
+    "block": (lambda v: block_type(v).label, lambda t: kind.name if (kind := by_label(t)) else None),
     "shortcut": (lambda v: v, lambda t: t if t in SHORTCUTS else None),
     "shortcut_variant": (lambda v: v, lambda t: t if t in ("scaled", "gated") else None),
     "order": _flag_token("pre", "preact"),
@@ -364,7 +447,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     device: Device = "auto"  # auto: the GPU when the worker has one
     threads: int = 0  # CPU threads (0: PyTorch's default)
-    precision: Precision = "auto"  # auto: bf16 autocast on a GPU, fp32 on a CPU
+    precision: Precision = "auto"  # auto: bf16 autocast where it is fast (explorer.device.precision_on), else fp32
     probe_every: int = 10  # per-layer probes every this many steps (0: never)
     eval_every: int = 0  # evaluate every this many steps (0: about 25 times per run)
     eval_images: int = 500  # images of the training and test subsets scored at each evaluation; the end scores all
@@ -620,18 +703,30 @@ def _parse(key: str, text: str, kind: type) -> Any:
 def model_grid(**options: Iterable[Any]) -> tuple[ModelConfig, ...]:
     """The cross product of architecture options, e.g. ``model_grid(family=["plain", "resnet"], depth=[20, 56])``.
 
-    Order follows the arguments, last varying fastest. An empty list of values is an error, not an empty grid.
+    Order follows the arguments, last varying fastest. Options apply where the family has a use for them
+    (``family=["plain", "resnet"], shortcut=["B"]`` gives plain20 and resnet20-B); an option that applies to no model
+    of the grid, or an empty list of values, is an error, not a silent no-op or an empty grid.
     """
     keys = list(options)
     lists = {key: list(options[key]) for key in keys}
     empty = [key for key, values in lists.items() if not values]
     if empty:
         raise ConfigError(f"{empty[0]} is empty: give at least one value")
-    models = []
+    models, applied = [], set()
     for values in itertools.product(*(lists[k] for k in keys)):
-        model = ModelConfig(**dict(zip(keys, values)))
+        chosen = dict(zip(keys, values))
+        family = chosen.get("family", _default("family"))
+        applied.update((key, repr(value)) for key, value in chosen.items() if key not in NOT_APPLICABLE.get(family, {}))
+        model = ModelConfig().with_options(**chosen)
         if model not in models:
             models.append(model)
+    for key in keys:
+        for value in lists[key]:
+            if (key, repr(value)) not in applied and key in ModelConfig.__dataclass_fields__ and value != _default(key):
+                families = sorted({m.family for m in models})
+                lacks = " or ".join(dict.fromkeys(NOT_APPLICABLE[f][key] for f in families))
+                raise ConfigError(f"{key} {_shown(value)} applies to none of these models: "
+                                  f"{' and '.join(FAMILY_NAMES[f] for f in families)} nets have no {lacks}")
     return tuple(models)
 
 

@@ -13,8 +13,10 @@ block, stage and the whole net. A stage with more than ``collapse_after`` blocks
 (``collapse_after`` of them) and one "… k identical blocks …" node for the k >= 2 in between, so ResNet-1202
 stays under fifty nodes.
 
-The structure is read from the real modules (`ExplorerNet` built on the meta device, so no weights are allocated)
-and the numbers from `describe_config`, so the drawing cannot drift from the network that trains.
+The structure and the numbers are read from the net's plan (`explorer.plan`), the same plan its modules are built
+from, so the drawing cannot drift from the network that trains, and drawing needs no PyTorch. A block is drawn
+from its type's paths (`explorer.blocks`): one chain, or parallel paths joined by a concat node; a collapsed run of
+blocks names them by the block type's glyph.
 `cost_table` compares block types by parameters and multiply-adds; `bottleneck_arithmetic` spells out why a 1x1
 reduction in front of a 5x5 conv saves an order of magnitude (Szegedy et al. 2014 §4).
 """
@@ -24,16 +26,15 @@ from __future__ import annotations
 import functools
 import html
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Iterator, Literal, Sequence
 
 import pandas as pd
-import torch
-from torch import nn
 
+from .blocks import Conv, conv_macs
+from .config import ModelConfig
 from .palette import FAMILY_COLORS
-from .config import ModelConfig, blocks_per_stage, layers_per_block
-from .models import Block, ConvLayer, ExplorerNet, InceptionBlock, ModelDescription, conv_macs, describe_config
+from .plan import BlockPlan, LayerPlan, ModelDescription, NetPlan, PoolPlan, StagePlan, describe_config, plan_net
 
 Detail = Literal["blocks", "layers"]
 DETAILS: tuple[str, ...] = ("blocks", "layers")
@@ -80,12 +81,6 @@ def _described(cfg: ModelConfig, num_classes: int) -> ModelDescription:
     return describe_config(cfg, num_classes)
 
 
-@functools.lru_cache(maxsize=8)
-def _meta_net(cfg: ModelConfig, num_classes: int) -> ExplorerNet:
-    with torch.device("meta"):
-        return ExplorerNet(cfg, num_classes)
-
-
 def _collapse_split(collapse_after: int) -> tuple[int, int]:
     """How many blocks a collapsed stage keeps at its start and at its end."""
     return (collapse_after + 1) // 2, collapse_after // 2
@@ -94,29 +89,6 @@ def _collapse_split(collapse_after: int) -> tuple[int, int]:
 def _collapses(blocks: int, collapse_after: int) -> bool:
     """Whether a stage of ``blocks`` blocks collapses: only when that hides at least two blocks behind one node."""
     return blocks > collapse_after + 1
-
-
-def _drawn_net(cfg: ModelConfig, num_classes: int, collapse_after: int) -> tuple[ExplorerNet, dict[nn.Module, str]]:
-    """The net whose modules are drawn, and each module's name in ``cfg``'s net.
-
-    Blocks hidden by collapsing are stride-1 blocks identical to the ones kept after them, so when stages collapse
-    a net with just the kept blocks per stage has the same drawn modules under shifted names; this spares building
-    the 600 blocks of ResNet-1202 a second time (`describe_config` builds them once).
-    """
-    n = blocks_per_stage(cfg.family, cfg.depth, cfg.block)
-    if not _collapses(n, collapse_after):
-        net = _meta_net(cfg, num_classes)
-        return net, {module: name for name, module in net.named_modules()}
-    net = _meta_net(replace(cfg, depth=3 * layers_per_block(cfg.block) * collapse_after + 2), num_classes)
-    head, _ = _collapse_split(collapse_after)
-
-    def real_name(name: str) -> str:
-        parts = name.split(".")
-        if len(parts) > 1 and parts[0].startswith("stage") and int(parts[1]) >= head:
-            parts[1] = str(int(parts[1]) + n - collapse_after)
-        return ".".join(parts)
-
-    return net, {module: real_name(name) for name, module in net.named_modules()}
 
 
 # --- operations of one node ------------------------------------------------------------------------------------
@@ -135,27 +107,25 @@ def _stride_text(stride: int) -> str:
     return f", /{stride}" if stride > 1 else ""
 
 
-def _conv_op(conv: nn.Conv2d) -> Op:
-    k = conv.kernel_size[0]
-    return Op("conv", f"{k}×{k} conv, {conv.out_channels}{_stride_text(conv.stride[0])}")
+def _groups_text(groups: int) -> str:
+    return f", {groups} groups" if groups > 1 else ""
 
 
-def layer_ops(layer: ConvLayer) -> list[Op]:
-    """The operations of one `ConvLayer` in execution order (conv-BN-ReLU, or BN-ReLU-conv when pre-activated)."""
-    bn = [BN] if layer.bn is not None else []
+def _conv_op(conv: Conv) -> Op:
+    k = conv.kernel
+    return Op("conv", f"{k}×{k} conv, {conv.out_ch}{_stride_text(conv.stride)}{_groups_text(conv.groups)}")
+
+
+def layer_ops(layer: LayerPlan) -> list[Op]:
+    """The operations of one layer in execution order (conv-BN-ReLU, or BN-ReLU-conv when pre-activated)."""
+    bn = [BN] if layer.bn else []
     if layer.preact:
         return (bn + [RELU] if layer.activate else []) + [_conv_op(layer.conv)]
     return [_conv_op(layer.conv)] + bn + ([RELU] if layer.activate else [])
 
 
-def _pool_op(pool: nn.MaxPool2d) -> Op:
-    k, s = pool.kernel_size, pool.stride
-    return Op("pool", f"{k}×{k} max pool{_stride_text(s)}")
-
-
-def _pooled(shape: Shape, pool: nn.MaxPool2d) -> Shape:
-    k, s, p = pool.kernel_size, pool.stride, pool.padding
-    return (shape[0], *((d + 2 * p - k) // s + 1 for d in shape[1:]))
+def _pool_op(pool: PoolPlan) -> Op:
+    return Op("pool", f"{pool.pool.kernel}×{pool.pool.kernel} max pool{_stride_text(pool.pool.stride)}")
 
 
 # --- DOT assembly ----------------------------------------------------------------------------------------------
@@ -228,14 +198,13 @@ def _cells(ops: Sequence[Op], color: str, caption: str = "") -> str:
 
 # --- the drawing -----------------------------------------------------------------------------------------------
 class _Drawing:
-    """Walks an `ExplorerNet` (meta) in forward order and writes its diagram into a `_Dot`."""
+    """Walks a net's plan in forward order and writes its diagram into a `_Dot`."""
 
     def __init__(self, cfg: ModelConfig, num_classes: int, collapse_after: int, detail: Detail):
         self.cfg, self.collapse_after, self.detail = cfg, collapse_after, detail
-        self.net, self.names = _drawn_net(cfg, num_classes, collapse_after)
+        self.plan: NetPlan = plan_net(cfg, num_classes)
         self.desc = described(cfg, num_classes)
         self.color = FAMILY_COLORS[cfg.family]
-        self.layer_rows = {row["name"]: row for row in self.desc.layers}
         self.block_rows = {row["name"]: row for row in self.desc.blocks}
         self.dot = _Dot()
 
@@ -245,46 +214,31 @@ class _Drawing:
         return self.dot.node(_cells(ops, self.color, caption), shape_out, changes_shape=shape_out != shape_in,
                              shape="plain", **MAIN if main else {})
 
-    def conv_shape(self, conv: nn.Module) -> Shape:
-        return tuple(self.layer_rows[self.names[conv]]["out_shape"])
-
-    def path(self, modules: Sequence[nn.Module], src: str, trailing: Sequence[Op] = (), main: bool = True) -> str:
-        """A chain of ConvLayers and max pools from node ``src``; ``trailing`` ops join the last node."""
-        for i, module in enumerate(modules):
-            shape_in = self.dot.shapes[src]
-            if isinstance(module, ConvLayer):
-                ops, shape_out = layer_ops(module), self.conv_shape(module.conv)
-            elif isinstance(module, nn.MaxPool2d):
-                ops, shape_out = [_pool_op(module)], _pooled(shape_in, module)
-            else:
-                raise DiagramError(f"no drawing for {type(module).__name__} in {self.cfg.label}: extend diagram.path")
-            node = self.unit([*ops, *(trailing if i == len(modules) - 1 else ())], shape_in, shape_out, main)
+    def path(self, parts: Sequence[LayerPlan | PoolPlan], src: str, trailing: Sequence[Op] = (),
+             main: bool = True) -> str:
+        """A chain of layers and max pools from node ``src``; ``trailing`` ops join the last node."""
+        for i, part in enumerate(parts):
+            ops = layer_ops(part) if isinstance(part, LayerPlan) else [_pool_op(part)]
+            node = self.unit([*ops, *(trailing if i == len(parts) - 1 else ())], self.dot.shapes[src],
+                             part.out_shape, main)
             self.dot.edge(src, node)
             src = node
         return src
 
     # blocks
-    def branch_paths(self, block: Block) -> list[list[nn.Module]]:
-        """The parallel paths of a block's residual branch F: one chain, or the four Inception branches."""
-        parts = [m for name, m in block.named_children() if name not in ("pre_bn", "shortcut", "gate")]
-        if isinstance(block, InceptionBlock):
-            return [list(m) if isinstance(m, nn.Sequential) else [m] for m in parts]
-        return [parts]
-
     def block_caption(self, row: dict, sep: str = " · ") -> str:
         stage, index = row["stage"], int(row["name"].rsplit(".", 1)[1]) + 1
         return f"{row['kind']} {stage}.{index}{sep}{_cost(row, sep)}"
 
-    def branch(self, block: Block, row: dict, src: str, trailing: Sequence[Op]) -> str:
-        paths = self.branch_paths(block)
+    def branch(self, block: BlockPlan, row: dict, src: str, trailing: Sequence[Op]) -> str:
         if self.detail == "blocks":
-            summary = " | ".join(" → ".join(_short(m) for m in path) for path in paths)
+            summary = " | ".join(" → ".join(_short(part) for part in path) for path in block.paths)
             label = f"{summary}\n{self.block_caption(row)}"
-            return self._summary_node(label, src, tuple(row["out_shape"]))
-        if len(paths) == 1:
-            return self.path(paths[0], src, trailing)
-        ends = [self.path(path, src, main=False) for path in paths]
-        concat = self.unit([Op("other", "concat"), *trailing], self.dot.shapes[ends[0]], tuple(row["out_shape"]))
+            return self._summary_node(label, src, block.out_shape)
+        if len(block.paths) == 1:
+            return self.path(block.paths[0], src, trailing)
+        ends = [self.path(path, src, main=False) for path in block.paths]
+        concat = self.unit([Op("other", "concat"), *trailing], self.dot.shapes[ends[0]], block.out_shape)
         for end in ends:
             self.dot.edge(end, concat)
         return concat
@@ -295,8 +249,8 @@ class _Drawing:
         self.dot.edge(src, node)
         return node
 
-    def block(self, block: Block, src: str) -> str:
-        row = self.block_rows[self.names[block]]
+    def block(self, block: BlockPlan, src: str) -> str:
+        row = self.block_rows[block.name]
         post_relu = [] if block.preact or self.detail == "blocks" else [RELU]
         if self.detail == "blocks":
             return self._residual(block, row, src, src, post_relu) if block.residual else \
@@ -305,16 +259,16 @@ class _Drawing:
                               fontcolor=self.color):
             inner = src
             if block.preact:
-                pre_ops = ([BN] if block.pre_bn is not None else []) + [RELU]
+                pre_ops = ([BN] if block.pre_bn else []) + [RELU]
                 inner = self.unit(pre_ops, self.dot.shapes[src], self.dot.shapes[src])
                 self.dot.edge(src, inner)
             if block.residual:
                 return self._residual(block, row, src, inner, post_relu)
             return self.branch(block, row, inner, post_relu)
 
-    def _residual(self, block: Block, row: dict, x: str, inner: str, post_relu: list[Op]) -> str:
+    def _residual(self, block: BlockPlan, row: dict, x: str, inner: str, post_relu: list[Op]) -> str:
         """y = merge(shortcut(x), F(x)); pre-activated blocks that change shape take the shortcut after BN-ReLU."""
-        out_shape = tuple(row["out_shape"])
+        out_shape = block.out_shape
         residual = self.branch(block, row, inner, ())
         merge_text = {"identity": "+", "scaled": "½ (x + F)", "gated": "(1−g)·x + g·F"}[block.variant]
         merge = self.dot.node(merge_text, out_shape, changes_shape=False, shape="circle" if merge_text == "+" else
@@ -347,9 +301,10 @@ class _Drawing:
         self.dot.edge(merge, relu)
         return relu
 
-    def collapsed(self, rows: list[dict], src: str) -> str:
+    def collapsed(self, blocks: list[BlockPlan], src: str) -> str:
+        rows = [self.block_rows[block.name] for block in blocks]
         params, macs = sum(r["params"] for r in rows), sum(r["macs"] for r in rows)
-        label = (f"… {len(rows)} identical {rows[0]['kind']} blocks …\n"
+        label = (f"… {len(rows)} identical {blocks[0].kind} blocks …\n{blocks[0].type.glyph()}\n"
                  f"{format_count(params)} params · {format_count(macs)} MACs")
         shape = self.dot.shapes[src]
         node = self.dot.node(label, shape, changes_shape=False, shape="box", style="dashed,rounded,filled",
@@ -359,55 +314,51 @@ class _Drawing:
         return node
 
     # stages
-    def stage(self, index: int, stage: nn.Sequential, src: str, stem: ConvLayer | None) -> str:
-        rows = [r for r in self.desc.blocks if r["stage"] == index and r["block"] is not None]
+    def stage(self, stage: StagePlan, src: str, stem: LayerPlan | None) -> str:
+        rows = [self.block_rows[block.name] for block in stage.blocks]
         params = sum(r["params"] for r in rows) + (self.block_rows["stem"]["params"] if stem is not None else 0)
-        width = rows[0]["out_shape"] if rows else self.conv_shape(stem.conv) if stem is not None else \
-            self.dot.shapes[src]
-        label = f"stage {index}\n{format_shape(width)}\n{format_count(params)} params"
+        width = rows[0]["out_shape"] if rows else stem.out_shape if stem is not None else self.dot.shapes[src]
+        label = f"stage {stage.index}\n{format_shape(width)}\n{format_count(params)} params"
         head, tail = _collapse_split(self.collapse_after)
-        hidden = rows[head:len(rows) - tail] if _collapses(len(rows), self.collapse_after) else []
+        hidden = list(stage.blocks[head:len(rows) - tail]) if _collapses(len(rows), self.collapse_after) else []
         with self.dot.cluster(label, style="rounded,filled", fillcolor=_tint(self.color, 0.06), color=self.color,
                               fontcolor=self.color, fontsize="10"):
             if stem is not None:
                 src = self.stem(stem, src)
-            for module in stage:
-                if not isinstance(module, Block):
-                    src = self.path([module], src)
+            for block in stage.blocks:
+                if hidden and hidden[0].index <= block.index <= hidden[-1].index:
+                    if block.index == hidden[-1].index:
+                        src = self.collapsed(hidden, src)
                     continue
-                row = self.block_rows[self.names[module]]
-                if hidden and hidden[0]["block"] <= row["block"] <= hidden[-1]["block"]:
-                    continue
-                if hidden and row["block"] == hidden[-1]["block"] + 1:
-                    src = self.collapsed(hidden, src)
-                src = self.block(module, src)
+                src = self.block(block, src)
+            if stage.pool is not None:
+                src = self.path([stage.pool], src)
         return src
 
-    def stem(self, stem: ConvLayer, src: str) -> str:
+    def stem(self, stem: LayerPlan, src: str) -> str:
         """The first conv, captioned with its cost (a one-node box would be too narrow for a caption)."""
         caption = "stem · " + _cost(self.block_rows["stem"], " · ")
-        node = self.unit(layer_ops(stem), self.dot.shapes[src], self.conv_shape(stem.conv), caption=caption)
+        node = self.unit(layer_ops(stem), self.dot.shapes[src], stem.out_shape, caption=caption)
         self.dot.edge(src, node)
         return node
 
     def head(self, src: str) -> str:
         """(The final BN-ReLU of pre-activation nets,) global average pooling and the classifier; the last node
         carries the head's cost."""
-        row = next(r for r in self.desc.blocks if r["kind"] == "head")
+        row = self.block_rows["head"]
         shape = self.dot.shapes[src]
         if self.cfg.order == "preact":
-            final_ops = ([BN] if self.net.final_bn is not None else []) + [RELU]
+            final_ops = ([BN] if self.plan.final_bn else []) + [RELU]
             node = self.unit(final_ops, shape, shape)
             self.dot.edge(src, node)
             src = node
         node = self.unit([Op("pool", "global avg pool")], shape, (shape[0],))
         self.dot.edge(src, node)
         src = node
-        linears = [m for m in self.net.classifier if isinstance(m, nn.Linear)]
-        for i, linear in enumerate(linears):
-            last = i == len(linears) - 1
-            ops = [Op("fc", f"fc, {linear.out_features}")] + ([] if last else [RELU])
-            node = self.unit(ops, self.dot.shapes[src], (linear.out_features,),
+        for i, (_, out_features) in enumerate(self.plan.linears):
+            last = i == len(self.plan.linears) - 1
+            ops = [Op("fc", f"fc, {out_features}")] + ([] if last else [RELU])
+            node = self.unit(ops, self.dot.shapes[src], (out_features,),
                              caption="head · " + _cost(row, " · ") if last else "")
             self.dot.edge(src, node)
             src = node
@@ -425,12 +376,11 @@ class _Drawing:
         self.dot.emit(f"edge [{edge}];")
         src = self.dot.node(f"image {format_shape((3, 32, 32))}", (3, 32, 32), changes_shape=True, shape="box",
                             style="rounded", color=EDGE_GREY, **MAIN)
-        stages = self.net.stages()
         vgg = self.cfg.family == "vgg"
         if not vgg:  # the VGG stem is the first conv of stage 1
-            src = self.stem(self.net.stem, src)
-        for index, stage in enumerate(stages, 1):
-            src = self.stage(index, stage, src, self.net.stem if vgg and index == 1 else None)
+            src = self.stem(self.plan.stem, src)
+        for stage in self.plan.stages:
+            src = self.stage(stage, src, self.plan.stem if vgg and stage.index == 1 else None)
         scores = self.head(src)
         self.dot.edge(scores, self.dot.node("class scores", (), changes_shape=False, shape="box", style="rounded",
                                             color=EDGE_GREY, **MAIN))
@@ -441,11 +391,11 @@ def _cost(row: dict, sep: str) -> str:
     return f"{format_count(row['params'])} params{sep}{format_count(row['macs'])} MACs"
 
 
-def _short(module: nn.Module) -> str:
+def _short(part: LayerPlan | PoolPlan) -> str:
     """Paper notation for the block summary: ``3×3, 16`` (plus ``/2`` when strided) or ``pool``."""
-    if isinstance(module, ConvLayer):
-        conv = module.conv
-        return f"{conv.kernel_size[0]}×{conv.kernel_size[0]}, {conv.out_channels}{_stride_text(conv.stride[0])}"
+    if isinstance(part, LayerPlan):
+        c = part.conv
+        return f"{c.kernel}×{c.kernel}, {c.out_ch}{_stride_text(c.stride)}{_groups_text(c.groups)}"
     return "pool"
 
 

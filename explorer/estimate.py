@@ -19,17 +19,14 @@ import math
 import socket
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
-import numpy as np
-import torch
-
-from .config import Config, ModelConfig
+from .config import FINAL_TRAIN_IMAGES, PROBE_IMAGES, Config, ModelConfig
 from .device import DevicePolicy
 from .memory import MemoryEstimate, predict
-from .trainer import PROBE_IMAGES, FINAL_TRAIN_IMAGES
+from .plan import plan_net
 
 FORWARD_SHARE = 1 / 3  # multiply-adds of a forward pass relative to a training step
 EVAL_BATCH = 500
@@ -109,20 +106,11 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _describe(cfg: ModelConfig, num_classes: int) -> tuple[int, int]:
-    from .models import describe_config
-
-    description = describe_config(cfg, num_classes)
-    return description.depth, description.macs
-
-
 @functools.lru_cache(maxsize=256)
 def model_cost(cfg: ModelConfig, num_classes: int = 10) -> tuple[int, int]:
-    """(weighted layers, forward multiply-adds per image); deep CIFAR nets extrapolated from two shallow twins,
-    exactly, since later blocks of a stage repeat."""
-    from .models import linear_in_blocks
-
-    return linear_in_blocks(cfg, lambda net: _describe(net, num_classes))
+    """(weighted layers, forward multiply-adds per image) of a net, from its plan."""
+    plan = plan_net(cfg, num_classes)
+    return plan.depth, plan.macs
 
 
 def estimate(config: Config, calibration: Calibration) -> Estimate:
@@ -150,7 +138,11 @@ def estimate(config: Config, calibration: Calibration) -> Estimate:
 def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
               interrupted: Callable[[], bool] = lambda: False) -> Calibration | None:
     """Time the trainer's step on the reference nets on `policy`'s device and fit the cost model (a few seconds);
-    None as soon as `interrupted` says so (checked between steps: a waiting run goes first)."""
+    None as soon as `interrupted` says so (checked between steps: a waiting run goes first). Runs in a worker:
+    PyTorch is imported here, not by the web server that reads calibrations."""
+    import numpy as np
+    import torch
+
     from .config import OptimConfig
     from .models import build_model
     from .step import TrainStep, make_optimizer
@@ -188,6 +180,8 @@ def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
 
 
 def _synchronize(policy: DevicePolicy) -> None:
+    import torch
+
     if policy.cuda:
         torch.cuda.synchronize(policy.device)
 
@@ -200,4 +194,5 @@ def calibration_for(rows: list[dict], device_kind: str, precision: str, machine:
                 and (device_kind == "cuda" or machine is None or row["machine"] == machine)):
             memory = row.get("memory_bytes")
             return Calibration(**{**row, "memory_bytes": None if memory is None or memory != memory else int(memory)})
-    return DEFAULT_CALIBRATIONS[(device_kind, precision)]
+    default = DEFAULT_CALIBRATIONS.get((device_kind, precision))
+    return default or replace(DEFAULT_CALIBRATIONS[(device_kind, "fp32")], precision=precision)  # until measured

@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass
 
 from .config import Config, ConfigError
+from . import device as device_policy
 from .data import DataError, check_fits, data_fingerprint
-from .device import cpu_has_bf16_units, resolve_device
 from .estimate import Calibration, Estimate, calibration_for, estimate
 from .memory import check
 from .settings import settings
@@ -74,22 +74,14 @@ def holds_key(row: dict, key: str | None) -> bool:
 
 # --- submitting ---------------------------------------------------------------------------------------------------
 def device_kind(config: Config, store: RunStore) -> str:
-    """Where `config` will train: ``cpu`` or ``cuda``. ``auto`` means a GPU when this machine or a live worker
-    has one."""
-    if config.device != "auto":
-        if config.device == "cuda" and not _gpu_available(store):
-            raise ConfigError("device cuda was requested but no GPU is available here and no GPU worker is "
-                              "running: use device auto or cpu")
-        return config.device
-    return "cuda" if _gpu_available(store) else "cpu"
+    """Where `config` will train: ``cpu`` or ``cuda`` (`explorer.device.device_kind`'s rule)."""
+    return device_policy.device_kind(config.device, _gpu_available(store))
 
 
 def _gpu_available(store: RunStore) -> bool:
-    try:
-        resolve_device("cuda")
-        return True
-    except ConfigError:
-        return any(kind == "cuda" for kind in live_worker_kinds(store))
+    """A GPU is available to a queued run when a live worker registered one, or when this machine shows one (its
+    embedded workers may not have registered yet). Asked without PyTorch: the server never loads it."""
+    return device_policy.visible_gpus() > 0 or any(kind == "cuda" for kind in live_worker_kinds(store))
 
 
 def calibration(store: RunStore, kind: str, precision: str) -> Calibration:
@@ -100,17 +92,11 @@ def calibration(store: RunStore, kind: str, precision: str) -> Calibration:
     return calibration_for(rows, kind, precision, machine=socket.gethostname())
 
 
-def precision_on(config: Config, kind: str) -> str:
-    """The precision `config` computes in on a device of `kind` (`DevicePolicy.resolve`'s rule)."""
-    auto = kind == "cuda" or cpu_has_bf16_units()
-    return "bf16" if config.precision == "bf16" or (config.precision == "auto" and auto) else "fp32"
-
-
 def assess(config: Config, store: RunStore) -> tuple[str, Estimate]:
     """Where `config` would train and what it would cost, refusing (`ResourceError`, `JobRefused`) what this
     server does not allow. Milliseconds: arithmetic on the stored calibration."""
     kind = device_kind(config, store)
-    cal = calibration(store, kind, precision_on(config, kind))
+    cal = calibration(store, kind, device_policy.precision_on(config.precision, kind))
     cost = estimate(config, cal)
     check(config, kind, cal.precision, device_memory=cal.memory_bytes)
     cap = settings().max_job_seconds
@@ -345,7 +331,7 @@ def queue_place(store: RunStore, run_id: str) -> QueuePlace | None:
 
 
 def _remaining(estimate_s: float | None, progress: str | None) -> float:
-    from .trainer import Progress
+    from .progress import Progress
 
     p = Progress.from_json(progress, RunState.RUNNING)
     if p.eta_s is not None:

@@ -53,25 +53,23 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
-from torch import nn
 
 from .checkpoints import trained_weights
 from .config import Config, ModelConfig
-from .data import eval_batches, load_data
 from .device import DevicePolicy
 from .estimate import format_seconds, model_cost
-from .models import build_model
 from .states import ModelState
-from .step import loss_and_error
 from .store import RunStore
-from .trainer import batch_statistics
+
+if TYPE_CHECKING:  # computing a slice needs PyTorch; reading a stored one (the web server) does not
+    import torch
+    from torch import nn
 
 KINDS = ("1d", "2d")
 METHOD_VERSION = 1  # part of every stored file's hash: a changed method never reads an old result
@@ -219,6 +217,8 @@ def _shrink(spec: SliceSpec, fraction: float, images: int, needed_s: float) -> s
 
 # --- directions --------------------------------------------------------------------------------------------------
 def _generator(seed: int, direction: int, name: str) -> torch.Generator:
+    import torch
+
     return torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(f"{direction}:{name}".encode()))
 
 
@@ -226,6 +226,8 @@ def filter_normalized_direction(named: list[tuple[str, torch.Tensor]], seed: int
                                 ) -> list[torch.Tensor]:
     """A Gaussian direction with every filter scaled to the norm of the same filter of the weights (Li et al. §4);
     tensors of one dimension (BN gains and shifts, biases) get zeros: they are not perturbed."""
+    import torch
+
     out = []
     for name, weight in named:
         if weight.dim() <= 1:
@@ -240,6 +242,8 @@ def filter_normalized_direction(named: list[tuple[str, torch.Tensor]], seed: int
 
 
 def _memory_format(tensor: torch.Tensor) -> torch.memory_format:
+    import torch
+
     if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
@@ -275,6 +279,8 @@ class _Slicer:
                            if spec.kind == "2d" else [])
 
     def place(self, point: tuple[float, ...]) -> None:
+        import torch
+
         if self.kind == "1d":
             torch._foreach_copy_(self.params, self.initial)
             torch._foreach_lerp_(self.params, self.trained, point[0])  # (1 - α)·θ0 + α·θ1
@@ -287,6 +293,10 @@ class _Slicer:
 def _sample(config: Config, n: int, policy: DevicePolicy, data_dir: str | os.PathLike | None
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `n` training images of a permutation seeded by the run's seed, normalised, as one batch."""
+    import torch
+
+    from .data import eval_batches, load_data
+
     data = load_data(config.data, data_dir)
     order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(config.seed))[:n]
     x, y = next(eval_batches(data.train_x[order], data.train_y[order], n, policy.device,
@@ -296,6 +306,8 @@ def _sample(config: Config, n: int, policy: DevicePolicy, data_dir: str | os.Pat
 
 def _prepare(cfg: ModelConfig, num_classes: int, seed: int, weights: dict, policy: DevicePolicy, spec: SliceSpec
              ) -> _Slicer:
+    from .models import build_model
+
     model = policy.to_device(build_model(cfg, num_classes=num_classes, seed=seed)).requires_grad_(False)
     initial = [p.detach().clone() for p in model.parameters()]  # θ0: rebuilt from (config, seed)
     model.load_state_dict(weights)
@@ -308,6 +320,11 @@ def compute(store: RunStore, run_id: str, spec: SliceSpec, *, budget_s: float | 
     """Compute `spec` for a trained run and store it (see the module docstring). Raises `OverBudget` before any
     work when the estimate exceeds `budget_s`, or after the first points when the measured pace would exceed it
     by half; `LandscapeError` for models the run lacks; `StoreError` when the run kept no weights here."""
+    import torch
+
+    from .step import loss_and_error
+    from .trainer import batch_statistics
+
     config = store.config(run_id)
     cfgs = _model_configs(store, run_id, spec)
     policy = resolve_policy(config, device, threads)
@@ -370,6 +387,8 @@ def landscape_path(store: RunStore, run_id: str, spec: SliceSpec) -> Path:
 
 
 def _write(result: Landscape) -> None:
+    import torch
+
     meta = {"run_id": result.run_id, "spec": {**asdict(result.spec), "models": list(result.spec.models)},
             "images": result.images, "seconds": result.seconds, "estimate_s": result.estimate_s,
             "device": result.device, "precision": result.precision, "method": METHOD_VERSION,

@@ -8,11 +8,13 @@ net falls to about chance. The removal itself is `models.lesioned`; the scoring 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from .data import ImageData
 from .device import DevicePolicy
-from .models import ExplorerNet, lesioned
-from .trainer import evaluate
+
+if TYPE_CHECKING:  # views read BASELINE_BLOCK without PyTorch; a lesion study runs in a worker, with it
+    from .data import ImageData
+    from .models import ExplorerNet
 
 BASELINE_BLOCK = -1  # the row of the intact net
 BASELINE_NAME = "none (intact)"
@@ -22,6 +24,9 @@ def lesion_errors(model: ExplorerNet, data: ImageData, policy: DevicePolicy) -> 
     """Test error (%) of `model` intact (block `BASELINE_BLOCK`) and with each block removed in turn: rows of
     ``block``, ``block_name`` and ``test_err`` ready for the store's lesions table (add ``model``). Scored in fp32
     so that small differences between lesions are not rounding."""
+    from .models import lesioned
+    from .trainer import evaluate
+
     policy = replace(policy, dtype=None)
     model = policy.to_device(model)
 

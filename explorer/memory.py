@@ -3,12 +3,12 @@
 A lockstep run keeps every model resident (weights, gradients, optimiser state) but trains one model at a time, so
 its peak is the sum of the models' states, plus the largest model's activations at the run's batch size, plus the
 images held for training and evaluation. That is what a run is checked against; the worker process around it
-(PyTorch itself, `PROCESS_BYTES`) is already resident and is reported, not charged. Activations are counted exactly: the bytes autograd saves for the backward pass, traced once per
-architecture on PyTorch's meta device (no memory, no arithmetic) at two depths and extrapolated, since every block
-after the first of a stage saves the same. `ACTIVATION_FACTOR` turns saved bytes into peak bytes per device and
-precision (gradients of activations alive during the backward pass, workspace, bf16 copies); it was fitted to
-measured peaks and is checked against measured peaks by tests/test_memory.py (within 25% on six configurations)
-and bench/memory.py.
+(PyTorch itself, `PROCESS_BYTES`) is already resident and is reported, not charged. Activations are counted exactly:
+the bytes autograd saves for the backward pass, read from the net's plan (`explorer.plan`: arithmetic, no PyTorch,
+checked against autograd's saved-tensor hooks by tests/test_plan.py) and scaled by the block type's memory factor.
+`ACTIVATION_FACTOR` turns saved bytes into peak bytes per device and precision (gradients of activations alive
+during the backward pass, workspace, bf16 copies); it was fitted to measured peaks and is checked against measured
+peaks by tests/test_memory.py (within 25% on six configurations) and bench/memory.py.
 
 `check` refuses a run over the limit (the machine's free memory, or EXPLORER_MEMORY_LIMIT) with `ResourceError`:
 the figure, the limit, and the largest batch that would fit.
@@ -19,10 +19,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, replace
 
-import torch
-from torch import nn
-
 from .config import Config, ModelConfig
+from .plan import plan_net
 from .settings import available_ram, settings
 
 IMAGE_BYTES = 3 * 32 * 32  # one uint8 image
@@ -67,32 +65,12 @@ def format_bytes(count: float) -> str:
     return f"{count:.1f} TB"
 
 
-def _trace(cfg: ModelConfig, num_classes: int) -> tuple[int, int]:
-    """(saved activation bytes per image in fp32, parameter count) of `cfg`, traced on the meta device."""
-    from .models import ExplorerNet
-
-    with torch.device("meta"):
-        model = ExplorerNet(cfg, num_classes)
-    parameters = {id(p) for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        if id(tensor) not in parameters:
-            saved[id(tensor)] = tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(torch.empty(1, 3, 32, 32, device="meta"))
-    return sum(saved.values()), sum(p.numel() for p in model.parameters())
-
-
 @functools.lru_cache(maxsize=256)
 def model_footprint(cfg: ModelConfig, num_classes: int = 10) -> tuple[int, int]:
-    """(saved activation bytes per image in fp32, parameters) of a net. Deep CIFAR nets are traced at two and three
-    blocks per stage and extrapolated linearly in blocks per stage, which is exact: later blocks repeat."""
-    from .models import linear_in_blocks
-
-    return linear_in_blocks(cfg, lambda net: _trace(net, num_classes))
+    """(activation bytes charged per image in fp32, parameters) of a net: the bytes its plan saves for the backward
+    pass times its block type's memory factor."""
+    plan = plan_net(cfg, num_classes)
+    return round(plan.saved_bytes() * plan.memory_factor), plan.params
 
 
 def _state_bytes(cfg: Config, parameters: int) -> int:
@@ -106,7 +84,8 @@ def predict(config: Config, device_kind: str, precision: str) -> MemoryEstimate:
     classes = len(config.data.classes) or 10
     footprints = [model_footprint(m, classes) for m in config.models]
     batch = min(config.optim.batch_size, config.data.subset)
-    factor = ACTIVATION_FACTOR[(device_kind, precision)]
+    # a precision without a fitted factor is charged as fp32, which keeps the most
+    factor = ACTIVATION_FACTOR.get((device_kind, precision), ACTIVATION_FACTOR[(device_kind, "fp32")])
     activations = int(max(saved for saved, _ in footprints) * batch * factor) + WORKSPACE_BYTES[device_kind]
     states = sum(_state_bytes(config, params) for _, params in footprints)
     images = (config.data.subset + config.data.test_subset) * IMAGE_BYTES
@@ -160,10 +139,6 @@ def check(config: Config, device_kind: str, precision: str, limit: int | None = 
         raise ResourceError(f"this run needs about {estimate.summary()} of {where}, more than the "
                             f"{format_bytes(limit)} this server allows per run: {advice}")
     return estimate
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def release_memory_eagerly() -> None:

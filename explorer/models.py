@@ -1,46 +1,39 @@
-"""Every network the explorer trains: CIFAR ResNets and their plain twins, VGG, bottleneck and Inception blocks.
+"""Every network the explorer trains as PyTorch modules: CIFAR ResNets and their plain twins, VGG, and any
+registered block type (basic, bottleneck, Inception, ...).
 
-The CIFAR nets follow He et al. 2015 §4.2: a 3x3 stem, three stages of n blocks at 16/32/64 filters (times the
-width), stride 2 at the first block of stages 2 and 3, global average pooling and one linear layer, so
-depth = 6n+2 with basic blocks and 9n+2 with bottlenecks. A plain net is its residual twin without the additions:
-the modules have the same names, and every tensor is initialised from a generator seeded by (seed, tensor name),
-so twins built from one seed start from identical weights wherever they share a tensor.
+The modules are built from the net's plan (`explorer.plan`, which lays out He et al. 2015 §4.2's CIFAR nets and
+VGG from the block types of `explorer.blocks`), so what the plan describes is what trains. A plain net is its
+residual twin without the additions: the modules have the same names, and every tensor is initialised from a
+generator seeded by (seed, tensor name), so twins built from one seed start from identical weights wherever they
+share a tensor.
 
 Options: shortcut A/B/C (He et al. 2015 §3.3), identity/scaled/gated shortcuts and pre-activation order
 (He et al. 2016 Table 1 and Fig. 4), no batch norm, Kaiming or Xavier init, zero-init of the last gain of each
-residual branch. `lesioned` removes one block at forward time (Veit et al. 2016). `describe_config` gives layer and
-block tables with shapes, parameters and multiply-adds without building real weights.
+residual branch. `lesioned` removes one block at forward time (Veit et al. 2016). `describe_config` (from the plan)
+gives layer and block tables with shapes, parameters and multiply-adds without building anything.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig, blocks_per_stage, depth_of
+from .blocks import ModelError, conv_macs
+from .blocks.inception import InceptionCost, inception_cost, inception_reduce, inception_split
+from .config import ModelConfig
+from .plan import BlockPlan, LayerPlan, ModelDescription, NetPlan, PoolPlan, describe_config, plan_net, scaled_width
 
-CIFAR_WIDTHS = (16, 32, 64)
-VGG_WIDTHS = (64, 128, 256, 512, 512)
-VGG_LAYOUTS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}  # configs A/B/D/E
-BOTTLENECK_EXPANSION = 4
 GATE_BIAS = -6.0  # He et al. 2016 Table 1: exclusive gating fails for b_g initialised at 0 to -5, trains at -6
 IMAGE_SIZE = 32
-
-
-class ModelError(ValueError):
-    """A model cannot be built or used as asked; the message says what to change."""
-
-
-def scaled_width(channels: int, width: float) -> int:
-    return max(1, round(channels * width))
+__all__ = ["InceptionCost", "ModelDescription", "ModelError", "conv_macs", "describe_config", "inception_cost",
+           "inception_reduce", "inception_split", "scaled_width"]  # torch-free, from the plan and the block types
 
 
 def option_a(x: torch.Tensor, out_ch: int, stride: int) -> torch.Tensor:
@@ -53,17 +46,16 @@ def option_a(x: torch.Tensor, out_ch: int, stride: int) -> torch.Tensor:
 
 # --- layers and blocks -----------------------------------------------------------------------------------------
 class ConvLayer(nn.Module):
-    """One weighted layer, post-activation conv → BN → ReLU (He et al. 2015) or pre-activation BN → ReLU → conv
-    (He et al. 2016). With ``activate`` False the ReLU is left out (post) or the layer is a bare conv (pre).
-    Convs carry a bias only when there is no batch norm."""
+    """One weighted layer of the plan (`explorer.plan.LayerPlan`): post-activation conv → BN → ReLU (He et al. 2015)
+    or pre-activation BN → ReLU → conv (He et al. 2016). With ``activate`` False the ReLU is left out (post) or the
+    layer is a bare conv (pre). Convs carry a bias only when there is no batch norm."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, *, batchnorm: bool = True,
-                 preact: bool = False, activate: bool = True):
+    def __init__(self, plan: LayerPlan):
         super().__init__()
-        self.preact, self.activate = preact, activate
-        self.conv = nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=not batchnorm)
-        has_bn = batchnorm and (activate or not preact)
-        self.bn = nn.BatchNorm2d(in_ch if preact else out_ch) if has_bn else None
+        c = plan.conv
+        self.preact, self.activate = plan.preact, plan.activate
+        self.conv = nn.Conv2d(c.in_ch, c.out_ch, c.kernel, c.stride, c.kernel // 2, groups=c.groups, bias=plan.bias)
+        self.bn = nn.BatchNorm2d(plan.bn_channels) if plan.bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.preact:
@@ -86,62 +78,58 @@ class ConvLayer(nn.Module):
         return self.response.weight
 
 
-def _path(shapes: list[tuple[int, int, int, int]], cfg: ModelConfig) -> list[ConvLayer]:
-    """A chain of (in, out, kernel, stride) layers ending in a residual addition: post-activation layers all
-    but the last get a ReLU; pre-activation layers all but the first (fed the block's BN-ReLU) get BN-ReLU."""
-    preact = cfg.order == "preact"
-    return [ConvLayer(cin, cout, k, s, batchnorm=cfg.batchnorm, preact=preact,
-                      activate=i > 0 if preact else i < len(shapes) - 1)
-            for i, (cin, cout, k, s) in enumerate(shapes)]
+def _part(plan: LayerPlan | PoolPlan) -> nn.Module:
+    if isinstance(plan, LayerPlan):
+        return ConvLayer(plan)
+    return nn.MaxPool2d(plan.pool.kernel, plan.pool.stride, plan.pool.padding)
 
 
 class Block(nn.Module):
-    """A lesionable unit computing y = merge(shortcut(x), F(x)) (residual) or y = F(x) (plain twin).
+    """A lesionable unit computing y = merge(shortcut(x), F(x)) (residual) or y = F(x) (plain twin), built from its
+    plan: F is the block type's paths (`explorer.blocks`), one chain named ``layer1``, ``layer2``, ... or parallel
+    paths ``branch1``, ``branch2``, ... concatenated along channels; then the shortcut projection and the gate.
 
     Post-activation adds a ReLU after the merge. Pre-activation starts with a BN-ReLU shared by the branch and, in
     blocks that change shape, by the shortcut (He et al. 2016, the units that increase dimensions); its projections
-    are then bare 1x1 convs. Subclasses build the branch, then call `_add_shortcut` so that `ExplorerNet.layers`
-    lists the shortcut after the branch.
+    are then bare 1x1 convs.
     """
 
-    kind = ""
-    path_depth = 0  # weighted layers on the longest path
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int, cfg: ModelConfig):
+    def __init__(self, plan: BlockPlan):
         super().__init__()
-        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
-        self.residual = cfg.residual
-        self.preact = cfg.order == "preact"
-        self.shortcut_option = cfg.shortcut
-        self.variant = cfg.shortcut_variant
+        self.plan = plan
+        self.kind, self.path_depth = plan.kind, plan.path_depth
+        self.in_ch, self.out_ch, self.stride = plan.in_ch, plan.out_ch, plan.stride
+        self.residual, self.preact, self.changes_shape = plan.residual, plan.preact, plan.changes_shape
+        self.shortcut_option, self.variant = plan.shortcut_option, plan.variant
         self.removed = False
-        self.pre_bn = nn.BatchNorm2d(in_ch) if self.preact and cfg.batchnorm else None
-
-    def _add_shortcut(self, cfg: ModelConfig) -> None:
-        project = self.residual and (cfg.shortcut == "C" or (cfg.shortcut == "B" and self.changes_shape))
-        self.shortcut = (ConvLayer(self.in_ch, self.out_ch, 1, self.stride, batchnorm=cfg.batchnorm,
-                                   preact=self.preact, activate=False) if project else None)
-        gated = self.residual and cfg.shortcut_variant == "gated"
-        self.gate = nn.Conv2d(self.in_ch, self.out_ch, 1, self.stride) if gated else None
-
-    @property
-    def changes_shape(self) -> bool:
-        return self.stride != 1 or self.in_ch != self.out_ch
+        self.pre_bn = nn.BatchNorm2d(plan.in_ch) if plan.pre_bn else None
+        self.paths: list[list[nn.Module]] = [[_part(part) for part in path] for path in plan.paths]
+        if len(self.paths) == 1:
+            for i, module in enumerate(self.paths[0], 1):
+                self.add_module(f"layer{i}", module)
+        else:
+            for i, path in enumerate(self.paths, 1):
+                self.add_module(f"branch{i}", path[0] if len(path) == 1 else nn.Sequential(*path))
+        self.shortcut = ConvLayer(plan.shortcut) if plan.shortcut is not None else None
+        gate = plan.gate
+        self.gate = nn.Conv2d(gate.in_ch, gate.out_ch, 1, gate.stride) if gate is not None else None
 
     @property
     def shortcut_name(self) -> str:
-        if not self.residual:
-            return "none"
-        if self.shortcut is not None:
-            return f"{self.shortcut_option}: 1x1 conv"
-        return "A: subsample+zero-pad" if self.changes_shape else "identity"
+        return self.plan.shortcut_name
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        ends = []
+        for path in self.paths:
+            y = x
+            for module in path:
+                y = module(y)
+            ends.append(y)
+        return ends[0] if len(ends) == 1 else torch.cat(ends, 1)
 
     def final_layers(self) -> list[ConvLayer]:
-        """The layers whose outputs form F(x) (zeroed by zero_init_residual)."""
-        raise NotImplementedError
+        """The layers whose outputs form F(x) (zeroed by zero_init_residual): the last of each path."""
+        return [[m for m in path if isinstance(m, ConvLayer)][-1] for path in self.paths]
 
     def skip(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) if self.shortcut is not None else option_a(x, self.out_ch, self.stride)
@@ -165,75 +153,6 @@ class Block(nn.Module):
         return 0.5 * (skip + residual) if self.variant == "scaled" else skip + residual
 
 
-class ChainBlock(Block):
-    """Layers in sequence: basic (3x3, 3x3), bottleneck (1x1, 3x3, 1x1 with 4x expansion; He et al. 2015 Fig. 5,
-    stride on the 3x3 as in torchvision) or one VGG 3x3 conv."""
-
-    def __init__(self, kind: str, in_ch: int, out_ch: int, stride: int, cfg: ModelConfig):
-        super().__init__(in_ch, out_ch, stride, cfg)
-        self.kind = kind
-        if kind == "bottleneck":
-            mid = out_ch // BOTTLENECK_EXPANSION
-            shapes = [(in_ch, mid, 1, 1), (mid, mid, 3, stride), (mid, out_ch, 1, 1)]
-        elif kind == "basic":
-            shapes = [(in_ch, out_ch, 3, stride), (out_ch, out_ch, 3, 1)]
-        else:
-            shapes = [(in_ch, out_ch, 3, stride)]
-        self.path_depth = len(shapes)
-        for i, layer in enumerate(_path(shapes, cfg), 1):
-            self.add_module(f"layer{i}", layer)
-        self._add_shortcut(cfg)
-
-    def _layers(self) -> list[ConvLayer]:
-        return [getattr(self, f"layer{i}") for i in range(1, self.path_depth + 1)]
-
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self._layers():
-            x = layer(x)
-        return x
-
-    def final_layers(self) -> list[ConvLayer]:
-        return self._layers()[-1:]
-
-
-def inception_split(out_ch: int) -> tuple[int, int, int, int]:
-    """Output channels of the 1x1, 3x3, 5x5 and pool branches: a quarter each, the 1x1 takes the remainder."""
-    if out_ch < 4:
-        raise ModelError(f"an Inception block needs at least 4 channels, not {out_ch}: use a larger width")
-    quarter = out_ch // 4
-    return out_ch - 3 * quarter, quarter, quarter, quarter
-
-
-def inception_reduce(branch_ch: int) -> int:
-    """Channels of the 1x1 reduction before a 3x3 or 5x5 conv: half its output (GoogLeNet 3a: 16 → 32 for 5x5)."""
-    return max(1, branch_ch // 2)
-
-
-class InceptionBlock(Block):
-    """GoogLeNet module with dimension reductions (Szegedy et al. 2014 Fig. 2b), two layers deep: 1x1; 1x1 → 3x3;
-    1x1 → 5x5; 3x3 max pool → 1x1, concatenated to the block width. Stride-2 blocks stride the spatial convs,
-    the lone 1x1 and the pool."""
-
-    kind = "inception"
-    path_depth = 2
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int, cfg: ModelConfig):
-        super().__init__(in_ch, out_ch, stride, cfg)
-        c1, c3, c5, cp = inception_split(out_ch)
-        r3, r5 = inception_reduce(c3), inception_reduce(c5)
-        self.branch1 = _path([(in_ch, c1, 1, stride)], cfg)[0]
-        self.branch2 = nn.Sequential(*_path([(in_ch, r3, 1, 1), (r3, c3, 3, stride)], cfg))
-        self.branch3 = nn.Sequential(*_path([(in_ch, r5, 1, 1), (r5, c5, 5, stride)], cfg))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, stride, 1), *_path([(in_ch, cp, 1, 1)], cfg))
-        self._add_shortcut(cfg)
-
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
-
-    def final_layers(self) -> list[ConvLayer]:
-        return [self.branch1, self.branch2[-1], self.branch3[-1], self.branch4[-1]]
-
-
 # --- the network -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LayerInfo:
@@ -249,44 +168,9 @@ class LayerInfo:
     block: int | None
 
 
-def _cifar_body(cfg: ModelConfig) -> tuple[ConvLayer, list[nn.Sequential], int]:
-    n = blocks_per_stage(cfg.family, cfg.depth, cfg.block)
-    expansion = BOTTLENECK_EXPANSION if cfg.block == "bottleneck" else 1
-    preact = cfg.order == "preact"
-    in_ch = scaled_width(CIFAR_WIDTHS[0], cfg.width)
-    stem = ConvLayer(3, in_ch, 3, batchnorm=cfg.batchnorm, preact=preact, activate=not preact)
-    stages = []
-    for s, channels in enumerate(CIFAR_WIDTHS):
-        out_ch = scaled_width(channels, cfg.width) * expansion
-        blocks = []
-        for b in range(n):
-            stride = 2 if s > 0 and b == 0 else 1
-            if cfg.block == "inception":
-                blocks.append(InceptionBlock(in_ch, out_ch, stride, cfg))
-            else:
-                blocks.append(ChainBlock(cfg.block, in_ch, out_ch, stride, cfg))
-            in_ch = out_ch
-        stages.append(nn.Sequential(*blocks))
-    return stem, stages, in_ch
-
-
-def _vgg_body(cfg: ModelConfig) -> tuple[ConvLayer, list[nn.Sequential], int]:
-    """Simonyan & Zisserman 2015 configs A/B/D/E on 32x32 inputs: five 2x2 max pools bring the map to 1x1."""
-    preact = cfg.order == "preact"
-    widths = [scaled_width(c, cfg.width) for c in VGG_WIDTHS]
-    stem = ConvLayer(3, widths[0], 3, batchnorm=cfg.batchnorm, preact=preact, activate=not preact)
-    in_ch, stages = widths[0], []
-    for s, (count, out_ch) in enumerate(zip(VGG_LAYOUTS[cfg.depth], widths)):
-        blocks = []
-        for _ in range(count - (s == 0)):  # the stem is the first conv of stage 1
-            blocks.append(ChainBlock("vgg", in_ch, out_ch, 1, cfg))
-            in_ch = out_ch
-        stages.append(nn.Sequential(*blocks, nn.MaxPool2d(2)))
-    return stem, stages, in_ch
-
-
 class ExplorerNet(nn.Module):
-    """stem → stages → (final BN-ReLU when pre-activated) → global average pool → classifier.
+    """stem → stages → (final BN-ReLU when pre-activated) → global average pool → classifier, built from the
+    net's plan (`explorer.plan.plan_net`), each block by its type's `build`.
 
     A pre-activated net's stem is a bare conv: the first block's BN-ReLU follows it (He et al. 2016 appendix).
     CIFAR nets end in one linear layer. VGG keeps its three fully connected layers (so depth counts convs plus
@@ -295,22 +179,26 @@ class ExplorerNet(nn.Module):
 
     def __init__(self, config: ModelConfig, num_classes: int = 10):
         super().__init__()
-        if num_classes < 2:
-            raise ModelError(f"num_classes {num_classes} is too few: a classifier needs at least 2 classes")
+        plan = plan_net(config, num_classes)
         self.config, self.num_classes = config, num_classes
-        body = _vgg_body if config.family == "vgg" else _cifar_body
-        self.stem, stages, features = body(config)
-        self.num_stages = len(stages)
-        for s, stage in enumerate(stages, 1):
-            self.add_module(f"stage{s}", stage)
-        preact = config.order == "preact"
-        self.final_bn = nn.BatchNorm2d(features) if preact and config.batchnorm else None
+        self.stem = ConvLayer(plan.stem)
+        self.num_stages = len(plan.stages)
+        for stage in plan.stages:
+            modules = [block.type.build(block) for block in stage.blocks]
+            if stage.pool is not None:
+                modules.append(_part(stage.pool))
+            self.add_module(f"stage{stage.index}", nn.Sequential(*modules))
+        self.final_bn = nn.BatchNorm2d(plan.features) if plan.final_bn else None
         self.pool = nn.AdaptiveAvgPool2d(1)
-        if config.family == "vgg":
-            self.classifier = nn.Sequential(nn.Linear(features, features), nn.ReLU(), nn.Linear(features, features),
-                                            nn.ReLU(), nn.Linear(features, num_classes))
-        else:
-            self.classifier = nn.Sequential(nn.Linear(features, num_classes))
+        head: list[nn.Module] = []
+        for in_features, out_features in plan.linears:
+            head += [nn.ReLU()] if head else []
+            head.append(nn.Linear(in_features, out_features))
+        self.classifier = nn.Sequential(*head)
+
+    @property
+    def plan(self) -> NetPlan:
+        return plan_net(self.config, self.num_classes)
 
     def stages(self) -> list[nn.Sequential]:
         return [getattr(self, f"stage{s}") for s in range(1, self.num_stages + 1)]
@@ -405,17 +293,6 @@ def init_weights(model: ExplorerNet, seed: int = 0) -> ExplorerNet:
     return model
 
 
-def linear_in_blocks(cfg: ModelConfig, measure: Callable[[ModelConfig], tuple[int, ...]]) -> tuple[int, ...]:
-    """`measure` of a net, for a deep CIFAR net taken from its twins with two and three blocks per stage: every block
-    after the first of a stage is the same, so counts such as layers, multiply-adds, parameters and saved activations
-    grow exactly linearly with the blocks per stage, and ResNet-1202 is priced without being built."""
-    n = blocks_per_stage(cfg.family, cfg.depth, cfg.block)
-    if cfg.family == "vgg" or n <= 3:
-        return measure(cfg)
-    two, three = (measure(dataclasses.replace(cfg, depth=depth_of(cfg.block, k))) for k in (2, 3))
-    return tuple(b + (n - 3) * (b - a) for a, b in zip(two, three))
-
-
 def build_model(cfg: ModelConfig, num_classes: int = 10, seed: int = 0) -> ExplorerNet:
     """The network of ``cfg`` on the CPU, initialised per tensor from ``seed`` (see `init_weights`)."""
     with torch.device("meta"):  # skip PyTorch's own initialisation: every tensor is filled once below
@@ -436,140 +313,3 @@ def lesioned(model: ExplorerNet, k: int) -> Iterator[ExplorerNet]:
         yield model
     finally:
         blocks[k].removed = False
-
-
-# --- cost arithmetic and description ---------------------------------------------------------------------------
-def conv_macs(in_ch: int, out_ch: int, kernel: int, h: int, w: int, groups: int = 1) -> int:
-    """Multiply-adds of a k x k convolution producing an out_ch x h x w map: k·k·(in/groups)·out·h·w."""
-    return kernel * kernel * (in_ch // groups) * out_ch * h * w
-
-
-@dataclass(frozen=True)
-class InceptionCost:
-    """Multiply-adds per branch of an Inception module, naive (3x3 and 5x5 straight on the input) and with 1x1
-    reductions before them (Szegedy et al. 2014 Fig. 2a vs 2b). Both keep the pool branch's 1x1 projection so that
-    the outputs have the same width."""
-
-    naive: dict[str, int]
-    bottleneck: dict[str, int]
-
-    @property
-    def naive_total(self) -> int:
-        return sum(self.naive.values())
-
-    @property
-    def bottleneck_total(self) -> int:
-        return sum(self.bottleneck.values())
-
-
-def inception_cost(in_ch: int, out_ch: int, hw: int, reduce_ch: int | None = None) -> InceptionCost:
-    """Cost of one Inception module with the explorer's branch split on an hw x hw output map; ``reduce_ch``
-    overrides the width of both 1x1 reductions."""
-    c1, c3, c5, cp = inception_split(out_ch)
-    r3 = reduce_ch or inception_reduce(c3)
-    r5 = reduce_ch or inception_reduce(c5)
-    shared = {"1x1": conv_macs(in_ch, c1, 1, hw, hw), "pool proj": conv_macs(in_ch, cp, 1, hw, hw)}
-    naive = {"3x3": conv_macs(in_ch, c3, 3, hw, hw), "5x5": conv_macs(in_ch, c5, 5, hw, hw)}
-    reduced = {"3x3": conv_macs(in_ch, r3, 1, hw, hw) + conv_macs(r3, c3, 3, hw, hw),
-               "5x5": conv_macs(in_ch, r5, 1, hw, hw) + conv_macs(r5, c5, 5, hw, hw)}
-    return InceptionCost(naive={**shared, **naive}, bottleneck={**shared, **reduced})
-
-
-@dataclass(frozen=True)
-class ModelDescription:
-    """Layer rows (index, name, kind, in_ch, out_ch, kernel, stride, out_shape, params, macs, stage, block) and
-    block rows (index, name, stage, block, kind, in_shape, out_shape, shortcut, layers, params, macs), the stem and
-    head included. Layer params exclude batch norm; block params include everything in the block. MACs count convs
-    and linears only."""
-
-    label: str
-    depth: int
-    params: int
-    macs: int
-    layers: list[dict[str, Any]]
-    blocks: list[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def table(self) -> str:
-        header = ("#", "name", "kind", "in", "out", "shortcut", "params", "MACs")
-        rows = [header] + [(str(r["index"]), r["name"], r["kind"], _shape(r["in_shape"]), _shape(r["out_shape"]),
-                            r["shortcut"], f"{r['params']:,}", f"{r['macs']:,}") for r in self.blocks]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = ["  ".join(cell.rjust(w) if i in (0, 6, 7) else cell.ljust(w) for i, (cell, w)
-                           in enumerate(zip(row, widths))).rstrip() for row in rows]
-        lines.append(f"{self.label}: {self.depth} weighted layers, {self.params:,} parameters, "
-                     f"{self.macs / 1e6:,.1f} M multiply-adds per 32x32 image")
-        return "\n".join(lines)
-
-
-def _shape(shape: list[int]) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-def _numel(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def _trace_shapes(model: ExplorerNet, modules: list[nn.Module]) -> dict[nn.Module, tuple[list[int], list[int]]]:
-    """Input and output shapes (batch dimension dropped) of ``modules`` in one forward of an empty batch of 32x32
-    images. Moves a meta ``model`` to uninitialised CPU memory, which stays untouched (so uncommitted): with zero
-    images every op is a shape computation, far faster than meta tensors' Python kernels."""
-    model.to_empty(device="cpu")
-    shapes = {}
-
-    def record(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        shapes[module] = (list(inputs[0].shape[1:]), list(output.shape[1:]))
-
-    handles = [m.register_forward_hook(record) for m in modules]
-    with torch.no_grad():
-        model(torch.empty(0, 3, IMAGE_SIZE, IMAGE_SIZE))
-    for handle in handles:
-        handle.remove()
-    return shapes
-
-
-def _layer_row(info: LayerInfo, out_shape: list[int]) -> dict[str, Any]:
-    module = info.module
-    if isinstance(module, nn.Linear):
-        in_ch, out_ch, kernel, stride = module.in_features, module.out_features, None, None
-        macs = in_ch * out_ch
-    else:
-        in_ch, out_ch = module.in_channels, module.out_channels
-        kernel, stride = module.kernel_size[0], module.stride[0]
-        macs = conv_macs(in_ch, out_ch, kernel, out_shape[1], out_shape[2], module.groups)
-    return dict(index=info.index, name=info.name, kind=info.kind, in_ch=in_ch, out_ch=out_ch, kernel=kernel,
-                stride=stride, out_shape=out_shape, params=_numel(module), macs=macs, stage=info.stage,
-                block=info.block)
-
-
-def describe_config(cfg: ModelConfig, num_classes: int = 10) -> ModelDescription:
-    """Shapes, parameters and multiply-adds of ``cfg``'s network, without initialising weights (fast for 1202)."""
-    with torch.device("meta"):
-        model = ExplorerNet(cfg, num_classes).eval()
-    layers, named_blocks = model.layers(), model.named_blocks()
-    head_stage, last_stage, total = model.num_stages + 1, model.stages()[-1], _numel(model)
-    parts = [dict(name="stem", stage=0, block=None, kind="stem", shortcut="none", params=_numel(model.stem))]
-    parts += [dict(name=name, stage=int(name.split(".")[0][len("stage"):]), block=i, kind=block.kind,
-                   shortcut=block.shortcut_name, params=_numel(block)) for i, (name, block) in enumerate(named_blocks)]
-    parts.append(dict(name="head", stage=head_stage, block=None, kind="head", shortcut="none",
-                      params=total - sum(part["params"] for part in parts)))  # final BN and classifier
-
-    units = [model.stem, *(block for _, block in named_blocks)]
-    shapes = _trace_shapes(model, [info.module for info in layers] + units + [last_stage])
-    for part, unit in zip(parts, units):
-        part["in_shape"], part["out_shape"] = shapes[unit]
-    parts[-1]["in_shape"], parts[-1]["out_shape"] = shapes[last_stage][1], [num_classes]
-
-    layer_rows = [_layer_row(info, shapes[info.module][1]) for info in layers]
-    for part in parts:
-        part["layers"], part["macs"] = [], 0
-    for row in layer_rows:
-        part = parts[0 if row["stage"] == 0 else -1 if row["stage"] == head_stage else row["block"] + 1]
-        part["layers"].append(row["name"])
-        part["macs"] += row["macs"]
-    keys = ("name", "stage", "block", "kind", "in_shape", "out_shape", "shortcut", "layers", "params", "macs")
-    block_rows = [{"index": i, **{key: part[key] for key in keys}} for i, part in enumerate(parts)]
-    return ModelDescription(label=cfg.label, depth=model.depth, params=total,
-                            macs=sum(row["macs"] for row in layer_rows), layers=layer_rows, blocks=block_rows)

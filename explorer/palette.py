@@ -18,7 +18,7 @@ OTHER_COLOR = "#7F7F7F"
 
 
 def family_of(label: str) -> str:
-    """The family of a model label (``plain56-B`` -> ``plain``); ``other`` when it is not a model label."""
+    """The family of a model label (``plain56-pre`` -> ``plain``); ``other`` when it is not a model label."""
     try:
         return ModelConfig.parse(label).family
     except ConfigError:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import jobs
+from .device import visible_gpus
 from .settings import settings
 from .store import RunStore
 
@@ -31,12 +32,7 @@ def default_worker_count() -> int:
     configured = settings().workers
     if configured is not None:
         return configured
-    try:
-        import torch
-
-        return max(1, torch.cuda.device_count())
-    except ImportError:
-        return 1
+    return max(1, visible_gpus())
 
 
 @dataclass
@@ -58,7 +54,7 @@ class WorkerPool:
     slots: list[_Slot] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        gpus = self._gpu_count()
+        gpus = visible_gpus()  # counted without PyTorch: the web server does not load it
         for i in range(self.count):
             env = dict(os.environ, EXPLORER_STORE=str(self.store_path), PYTHONUNBUFFERED="1")
             if gpus:
@@ -66,15 +62,6 @@ class WorkerPool:
             self.slots.append(_Slot(i, env))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name="explorer-pool", daemon=True)
-
-    @staticmethod
-    def _gpu_count() -> int:
-        try:
-            import torch
-
-            return torch.cuda.device_count()
-        except ImportError:
-            return 0
 
     def start(self) -> "WorkerPool":
         for slot in self.slots:

@@ -9,9 +9,7 @@ Identity-at-init (zero-initialised residual branches) is the subject of its own 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
-
-import torch
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from . import verdicts
 from .config import Config
@@ -20,8 +18,12 @@ from .lesion import lesion_errors
 from .paper import TABLE6_MARGIN, table6_error
 from .sizing import budgeted, device_kind, sized
 from .store import RunStore
-from .trainer import Trainer
 from .verdicts import MARGIN, Verdict
+
+if TYPE_CHECKING:  # the web server lists and sizes presets without PyTorch; a worker runs them with it
+    import torch
+
+    from .trainer import Trainer
 
 
 def study_lesions(trainer: Trainer) -> None:

@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 from . import jobs
 from .config import Config, ConfigError
+from .device import precision_on
 from .estimate import Estimate
 from .presets import PRESETS, Preset
 from .sizing import device_kind
@@ -62,7 +63,7 @@ def preset_config(preset: Preset, store: RunStore, budget_s: float | None, devic
     """The preset's run for `device`, fitted to the budget as this store's calibration of that device prices it."""
     kind = device_kind(device)
     unbudgeted = preset.config(None, kind, data_source)
-    calibration = jobs.calibration(store, kind, jobs.precision_on(unbudgeted, kind))
+    calibration = jobs.calibration(store, kind, precision_on(unbudgeted.precision, kind))
     return preset.config(budget_s, kind, data_source, calibration)
 
 

@@ -21,11 +21,9 @@ import math
 from dataclasses import replace
 from typing import Callable, Mapping
 
-import torch
-
-from .config import Config, ConfigError
+from . import device as device_policy
+from .config import PROBE_IMAGES, WIDTHS, Config
 from .estimate import FORWARD_SHARE, Calibration, estimate
-from .trainer import PROBE_IMAGES
 
 EVAL_SHARE = 0.1  # evaluations cost at most this share of the training compute
 PROBE_SHARE = 0.05  # probes likewise
@@ -37,20 +35,16 @@ BUDGET_SHARE = 0.9  # a budgeted run is sized to end before the budget cuts it, 
 CPU_SETTINGS: dict[str, str] = {"subset": "1000", "test": "1000", "augment": "0", "batch": "32", "lr": "0.05",
                                 "schedule": "cosine", "warmup": "1", "epochs": "20", "precision": "auto", "threads": "1"}
 CPU_WIDTH = 0.25  # on a CPU every net runs at this fraction of its width (4/8/16 channels for a CIFAR ResNet)
-WIDTHS_ORDER = (0.25, 0.5, 1.0, 2.0, 4.0)
 GPU_SETTINGS: dict[str, str] = {"subset": "50000", "test": "10000", "augment": "1", "batch": "128", "lr": "0.1",
                                 "schedule": "cosine", "warmup": "1", "epochs": "30", "precision": "auto"}
 DEVICE_SETTINGS: dict[str, dict[str, str]] = {"cpu": CPU_SETTINGS, "cuda": GPU_SETTINGS}
 
 
-def device_kind(device: str | torch.device) -> str:
-    """``cpu`` or ``cuda``: the kind of device a run is sized for (``auto`` picks what this machine has)."""
-    if str(device) == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
-    if kind not in DEVICE_SETTINGS:
-        raise ConfigError(f"device {str(device)[:40]!r} is not one of auto, cpu, cuda")
-    return kind
+def device_kind(device: object) -> str:
+    """``cpu`` or ``cuda``: the kind of device a run is sized for (a name or a torch device). ``auto`` is what this
+    machine shows (`explorer.device.device_kind`'s rule); either kind can be sized on any machine."""
+    requested = str(device).split(":")[0]
+    return device_policy.device_kind(requested, requested == "cuda" or device_policy.visible_gpus() > 0)
 
 
 def instrumented(config: Config) -> Config:
@@ -83,7 +77,7 @@ def shortened(config: Config, fraction: float) -> Config:
 def narrowed(config: Config) -> Config:
     """Every net at `CPU_WIDTH` of its width (a net at width 2 goes to 0.5): the CPU sizing."""
     def narrow(width: float) -> float:
-        return min(WIDTHS_ORDER, key=lambda w: abs(w - width * CPU_WIDTH))
+        return min(WIDTHS, key=lambda w: abs(w - width * CPU_WIDTH))
 
     return replace(config, models=tuple(replace(m, width=narrow(m.width)) for m in config.models))
 

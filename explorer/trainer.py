@@ -26,13 +26,11 @@ has step k-1), `epoch` the epochs completed, and `wall` the seconds of training 
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
-import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
@@ -40,15 +38,14 @@ import torch
 from torch import nn
 
 from .checkpoints import Checkpoint
-from .config import Config
+from .config import FINAL_TRAIN_IMAGES, PROBE_IMAGES, Config
 from .data import BatchStream, ImageData, eval_batches
 from .device import DevicePolicy
 from .models import ExplorerNet, LayerInfo, build_model
+from .progress import Progress
 from .states import ModelState, RunState
 from .step import TrainStep, learning_rate, lockstep_steps, loss_and_error, make_optimizer
 
-PROBE_IMAGES = 64  # enough for a stable std per layer; its forward costs ~2% at probes every 10 steps
-FINAL_TRAIN_IMAGES = 1000  # the last evaluation scores this many training images (and the whole test subset)
 FLUSH_SECONDS = 1.0
 EVAL_BATCH = 500
 
@@ -71,43 +68,6 @@ class RunSink(Protocol):
                          diverged_step: int | None = None) -> None: ...
     def set_progress(self, run_id: str, progress: "Progress") -> None: ...
     def truncate_after(self, run_id: str, step: int) -> None: ...
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A run's live state as the trainer last published it (a copy: callers never see it change)."""
-
-    state: RunState
-    step: int = 0
-    total_steps: int = 0
-    epoch: float = 0.0
-    images_per_s: float = 0.0
-    elapsed_s: float = 0.0
-    eta_s: float | None = None
-    device: str = ""
-    data_source: str = ""
-    gpu_memory_bytes: int | None = None
-    diverged: tuple[str, ...] = ()
-
-    def to_json(self) -> str:
-        return json.dumps({**asdict(self), "state": str(self.state)})
-
-    @classmethod
-    def from_json(cls, text: str | None, state: RunState) -> "Progress":
-        """The stored progress, with the store's `state` (which outlives the trainer's last word). Malformed text
-        gives a blank progress and a `RuntimeWarning` (once per text: callers poll it every second)."""
-        try:
-            raw = json.loads(text) if text else {}
-            if not isinstance(raw, dict):
-                raise TypeError(f"a JSON {type(raw).__name__}, not an object")
-            known = {f for f in cls.__dataclass_fields__}
-            values = {k: v for k, v in raw.items() if k in known and k != "state"}
-            values["diverged"] = tuple(values.get("diverged", ()))
-            return cls(state=state, **values)
-        except (TypeError, ValueError) as error:
-            warnings.warn(f"stored progress {str(text)[:80]!r} is malformed ({error}): showing a blank progress",
-                          RuntimeWarning, stacklevel=2)
-            return cls(state=state)
 
 
 class Probe:

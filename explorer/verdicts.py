@@ -24,8 +24,9 @@ import pandas as pd
 from .config import Config, ModelConfig, display_name
 from .lesion import BASELINE_BLOCK
 from .metrics import final_numbers
-from .models import describe_config, inception_cost
+from .blocks.inception import inception_cost
 from .paper import TABLE6_MARGIN, TABLE6_TEST_IMAGES, TABLE6_TRAIN_IMAGES, table6_error
+from .plan import describe_config
 from .store import RunStore
 
 MARGIN = 2.0  # points of error within which two nets count as equal

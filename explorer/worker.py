@@ -29,7 +29,7 @@ from . import jobs
 from .checkpoints import checkpoint_path
 from .config import Config, DataConfig
 from .data import ImageData, load_data, load_full
-from .device import DevicePolicy, resolve_device
+from .device import DevicePolicy, calibrated_precisions, resolve_device
 from .estimate import calibrate
 from .memory import check, release_memory_eagerly
 from .settings import settings
@@ -227,7 +227,7 @@ class Worker:
 
     # --- calibration ------------------------------------------------------------------------------
     def _precisions(self) -> tuple[str, ...]:
-        return ("bf16", "fp32") if self.kind == "cuda" else ("fp32", "bf16")
+        return calibrated_precisions(self.kind)
 
     def _calibration_due(self) -> bool:
         recent = (datetime.now(timezone.utc) - timedelta(days=CALIBRATION_DAYS)).isoformat()

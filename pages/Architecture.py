@@ -12,8 +12,8 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from explorer.config import (BLOCKS, DEEPEST, ORDERS, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config, ConfigError,
-                             ModelConfig, blocks_per_stage, depth_of, depth_rule)
+from explorer.config import (ORDERS, SHORTCUT_VARIANTS, SHORTCUTS, WIDTHS, Config, ConfigError, ModelConfig, block_names,
+                             blocks_per_stage, deepest, depth_of, depth_options, depth_unit)
 from explorer.diagram import (DETAILS, bottleneck_arithmetic, cost_table, described, format_count, format_shape,
                               model_dot)
 from explorer.ui import config_form
@@ -33,10 +33,6 @@ def url_model() -> ModelConfig:
     except ConfigError as error:
         st.warning(f"The link's configuration is not valid ({plain(error)}); showing ResNet-20 instead.")
         return ModelConfig()
-
-
-def depth_options(family: str, block: str, extra: tuple[int, ...] = ()) -> list[int]:
-    return list(VGG_DEPTHS) if family == "vgg" else config_form.depth_options(block, extra)
 
 
 def keep_depth() -> None:
@@ -62,11 +58,10 @@ def pick_model() -> ModelConfig | None:
     left, middle, right, last = st.columns(4)
     left.selectbox("Family", ["plain", "resnet", "vgg"], key=KEY + "family", on_change=keep_depth,
                    format_func=config_form.FAMILY_NAMES.get)
-    left.selectbox("Block", BLOCKS, key=KEY + "block", on_change=keep_depth, disabled=family == "vgg",
-                   help="bottleneck: 1x1-3x3-1x1, depth 9n+2 (He et al. 2015 Fig. 5); inception: four parallel "
-                   "branches (Szegedy et al. 2014)")
-    unit = "VGG configuration" if family == "vgg" else depth_rule(block)
-    middle.select_slider(f"Depth ({unit})", depth_options(family, block, (state[KEY + "depth"],)), key=KEY + "depth")
+    left.selectbox("Block", block_names(), key=KEY + "block", on_change=keep_depth, disabled=family == "vgg",
+                   help=config_form.block_help())
+    middle.select_slider(f"Depth ({depth_unit(family, block)})", depth_options(family, block, (state[KEY + "depth"],)),
+                         key=KEY + "depth")
     middle.select_slider("Width", WIDTHS, key=KEY + "width", format_func=lambda w: f"{w:g}×")
     right.selectbox("Shortcut", SHORTCUTS, key=KEY + "shortcut", format_func=config_form.SHORTCUT_NAMES.get,
                     **residual_only)
@@ -75,10 +70,8 @@ def pick_model() -> ModelConfig | None:
                    format_func={"original": "original: conv-BN-ReLU", "preact": "pre-activation: BN-ReLU-conv"}.get)
     last.toggle("Batch norm", key=KEY + "batchnorm")
     values = {name: state[KEY + name] for name in FIELDS}
-    if family == "vgg":  # VGG has no blocks or shortcuts: keep its label free of their options
-        values.update(block="basic", shortcut="A", shortcut_variant="identity", zero_init_residual=False)
-    try:
-        model = replace(state[LAST], **values)
+    try:  # options the family has no use for (VGG's block and shortcut, a plain net's shortcut) are left out
+        model = state[LAST].with_options(**values)
     except ConfigError as error:
         st.error(plain(error))
         return None
@@ -92,8 +85,7 @@ def twins(model: ModelConfig) -> list[ModelConfig]:
     """The plain net and its residual twin (same convs, BN and ReLUs), or the VGG net alone."""
     if model.family == "vgg":
         return [model]
-    plain = replace(model, family="plain", shortcut="A", shortcut_variant="identity", zero_init_residual=False)
-    return [plain, replace(model, family="resnet")]
+    return [model.with_options(family="plain"), replace(model, family="resnet")]
 
 
 # --- cached drawing and tables ---------------------------------------------------------------------------------
@@ -173,7 +165,7 @@ def page() -> None:
 
     st.subheader("Basic against bottleneck blocks")
     n = blocks_per_stage(model.family, model.depth, model.block) or 3  # VGG has no n: compare at ResNet-20's
-    n = min(n, blocks_per_stage("resnet", DEEPEST["bottleneck"], "bottleneck"))  # 1202 basic: the 1001 bottleneck
+    n = min(n, blocks_per_stage("resnet", deepest("bottleneck"), "bottleneck"))  # 1202 basic: the 1001 bottleneck
     compared = tuple(replace(model, family="resnet", block=block, depth=depth_of(block, n))
                      for block in ("basic", "bottleneck"))
     table = costs(compared)

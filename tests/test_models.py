@@ -1,6 +1,5 @@
 """Architectures: the paper's parameter counts, twins, shortcut options, init, lesions, descriptions."""
 
-import dataclasses
 import json
 import math
 
@@ -65,7 +64,7 @@ def test_resnet1202_builds_with_1202_layers():
 @pytest.mark.parametrize("label", ["resnet20", "resnet20-B", "resnet11-bneck-pre-C", "resnet8-incep-gated-w0.5"])
 def test_twins_share_every_common_tensor(label):
     residual = cfg(label)
-    plain = dataclasses.replace(residual, family="plain")
+    plain = residual.with_options(family="plain")
     r = build_model(residual, seed=3).state_dict()
     p = build_model(plain, seed=3).state_dict()
     assert set(p) <= set(r)
@@ -87,7 +86,7 @@ def test_shortcut_options_add_projections_where_expected():
         + 2 * (64 * 64 + 2 * 64))
     x = torch.randn(2, 3, 32, 32)
     assert all(m(x).shape == (2, 10) for m in models.values())
-    assert n_params(build_model(cfg("plain20-C"))) == PAPER_PARAMS[20]  # plain nets have no shortcuts
+    assert n_params(build_model(cfg("plain20").with_options(shortcut="C"))) == PAPER_PARAMS[20]  # no shortcuts
     bottleneck = build_model(cfg("resnet20-bneck-B"))  # the 16 → 64 expansion into stage 1 needs one too
     assert [info.name for info in bottleneck.layers() if info.kind == "projection"] == [
         "stage1.0.shortcut.conv", "stage2.0.shortcut.conv", "stage3.0.shortcut.conv"]

@@ -122,7 +122,7 @@ def plan(spec: SweepSpec) -> list[Config]:
     """The member configurations, one model and one seed each: models outermost, then run settings, then seeds."""
     arch = {k: v for k, v in spec.grid.items() if k in MODEL_FIELDS}
     run = {k: v for k, v in spec.grid.items() if k not in MODEL_FIELDS}
-    models = list(dict.fromkeys(replace(model, **dict(zip(arch, values)))
+    models = list(dict.fromkeys(model.with_options(**dict(zip(arch, values)))
                                 for model in spec.base.models for values in itertools.product(*arch.values())))
     members = []
     for model in models:

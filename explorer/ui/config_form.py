@@ -3,7 +3,7 @@
 Widgets keep typed values under ``cfg_<URL key>`` (the keys of `config.QUERY_KEYS`) and are read back through
 `Config.from_query`, the parser of shared links and CLI flags, so the form, the URL and the command line cannot
 disagree. The models are a list of labels (``plain20,plain56,resnet20,resnet56``): the architecture controls
-rebuild that list as a grid (families x depths, depth in 6n+2 or 9n+2 steps), and any list the grid cannot express
+rebuild that list as a grid (families x depths, depths by the block type's rule), and any list the grid cannot express
 (a preset comparing shortcut options A/B/C, say) can be typed or loaded from a link.
 
 Widget state is dropped when the user switches pages, so the last valid configuration is kept under `CONFIG_KEY`
@@ -17,10 +17,12 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-from explorer.config import (BLOCKS, CIFAR10_CLASSES, DEEPEST, DEVICES, INITS, MIN_IMAGES, OPTIMIZERS, ORDERS,
-                             PRECISIONS, QUERY_KEYS, SCHEDULES, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS,
-                             Config, ConfigError, ModelConfig, depth_rule, model_grid, valid_depths)
+from explorer.blocks import DEFAULT_BLOCK, block_type
+from explorer.config import (CIFAR10_CLASSES, DEVICES, INITS, MIN_IMAGES, OPTIMIZERS, ORDERS, PRECISIONS, QUERY_KEYS,
+                             SCHEDULES, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config, ConfigError,
+                             ModelConfig, block_names, depth_options, depth_unit, model_grid)
 from explorer.data.sources import DataError, available_sources, find_cifar10, source_classes, source_sizes
+from explorer.device import AUTO_PRECISION
 
 CONFIG_KEY = "lab_config"
 PREFIX = "cfg_"
@@ -68,7 +70,7 @@ FIELD_GROUPS: dict[str, tuple[Field, ...]] = {
         Field("device", "Device", "select", DEVICES, "auto: the GPU when there is one"),
         Field("threads", "CPU threads (0: all)", "number"),
         Field("precision", "Precision", "select", PRECISIONS,
-              "auto: bf16 autocast on a GPU and on CPUs with bf16 units (several times faster), else fp32"),
+              f"auto: {AUTO_PRECISION}"),
         Field("probe", "Probe layers every (steps, 0: never)", "number", (),
               "Per-layer gradient norms and response std, for the Gradients page"),
         Field("eval", "Evaluate every (steps, 0: about 25 times per run)", "number"),
@@ -99,10 +101,9 @@ def _query_text(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def depth_options(block: str, extra: tuple[int, ...] = ()) -> list[int]:
-    """Depths a slider offers: every 6n+2 (9n+2 for bottlenecks) up to ~110-164, the very deep one, and `extra`."""
-    return sorted({*valid_depths("resnet", block, up_to=164 if block == "bottleneck" else 110),
-                   DEEPEST[block], *extra})
+def block_help() -> str:
+    """What each block type is, one line each, for a block picker's help."""
+    return "  \n".join(f"{name}: {block_type(name).summary}" for name in block_names())
 
 
 def _architecture_values(config: Config) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def _architecture_values(config: Config) -> dict[str, Any]:
         "shallow": depths[0],
         "deep": depths[-1],
         "vgg_depth": vggs[0].depth if vggs else 16,
-        "block": first.block if nets else "basic",
+        "block": first.block if nets else DEFAULT_BLOCK,
         "shortcut": residual.shortcut,
         "variant": residual.shortcut_variant,
         "order": first.order,
@@ -247,7 +248,7 @@ def _architecture_state() -> dict[str, Any]:
 def _rebuild_models() -> None:
     """Callback of every architecture control: keep the depths valid for the block, then rewrite the list."""
     state = st.session_state
-    options = depth_options(state[PREFIX + "block"])
+    options = depth_options("resnet", state[PREFIX + "block"])
     for key in (PREFIX + "shallow", PREFIX + "deep"):
         state[key] = min(options, key=lambda d: abs(d - state[key]))
     state[MODELS_KEY] = ",".join(m.label for m in grid_models(_architecture_state()))
@@ -314,8 +315,8 @@ def _draw_models() -> None:
         st.multiselect("Families", ["plain", "resnet", "vgg"], key=PREFIX + "families",
                        format_func=FAMILY_NAMES.get, **rebuild)
         block = state[PREFIX + "block"]
-        options = depth_options(block, (state[PREFIX + "shallow"], state[PREFIX + "deep"]))
-        rule = depth_rule(block)
+        options = depth_options("resnet", block, (state[PREFIX + "shallow"], state[PREFIX + "deep"]))
+        rule = depth_unit("resnet", block)
         st.select_slider(f"Shallow depth ({rule} layers)", options, key=PREFIX + "shallow", **rebuild)
         st.select_slider(f"Deep depth ({rule} layers)", options, key=PREFIX + "deep",
                          help="Each family trains at both depths; set both alike for one depth", **rebuild)
@@ -324,7 +325,7 @@ def _draw_models() -> None:
         st.select_slider("Width multiplier", WIDTHS, key=PREFIX + "width", format_func=lambda w: f"{w:g}x",
                          **rebuild)
     with right:
-        st.selectbox("Block", BLOCKS, key=PREFIX + "block", help="bottleneck: 1x1-3x3-1x1, depth 9n+2", **rebuild)
+        st.selectbox("Block", block_names(), key=PREFIX + "block", help=block_help(), **rebuild)
         st.selectbox("Shortcut option", SHORTCUTS, key=PREFIX + "shortcut", format_func=SHORTCUT_NAMES.get,
                      help="He et al. 2015 Table 3", **rebuild)
         st.selectbox("Shortcut variant", SHORTCUT_VARIANTS, key=PREFIX + "variant",

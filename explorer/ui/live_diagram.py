@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from explorer.config import display_name
+from explorer.config import ConfigError, ModelConfig, display_name
 from explorer.palette import FAMILY_COLORS, family_of
 from explorer.ui.charts import CLASSIFIER_PREFIX, METRIC_TITLES, Figure, figure, scatter
 
@@ -96,14 +96,16 @@ def diagram_figure(probes: pd.DataFrame, models: list[str], step: int, signal: s
         residual = family_of(model) == "resnet"
         logged = np.array([np.log10(b.value) if np.isfinite(b.value) and b.value > 0 else np.nan for b in bs])
         fills = _colours(logged, low, high)
+        glyph = block_glyph(model)
         for row, (box, z, fill) in enumerate(zip(bs, logged, fills)):
             y = -row * (BOX_HEIGHT + GAP)
             label = box.name if box.blocks == 1 else f"⋮ {box.blocks} blocks"
             data.append(scatter([x0, x0 + 1.6, x0 + 1.6, x0, x0], [y, y, y - BOX_HEIGHT, y - BOX_HEIGHT, y],
                                 fill="toself", mode="lines", line={"color": "#404040", "width": 1},
                                 showlegend=False, fillcolor=fill, hoveron="fills",
-                                hovertemplate=f"{display_name(model)} · {box.name}<br>{SIGNALS[signal]} "
-                                              f"{box.value:.3g}<extra></extra>"))
+                                hovertemplate=f"{display_name(model)} · {box.name}"
+                                              f"{glyph if box.name not in ('stem', 'head') else ''}<br>"
+                                              f"{SIGNALS[signal]} {box.value:.3g}<extra></extra>"))
             dark = np.isfinite(z) and (z - low) / (high - low) < 0.55
             notes.append({"x": x0 + 0.8, "y": y - BOX_HEIGHT / 2, "text": label, "showarrow": False,
                           "font": {"size": 10 * scale, "color": "#ffffff" if dark else "#000000"}})
@@ -127,6 +129,15 @@ def diagram_figure(probes: pd.DataFrame, models: list[str], step: int, signal: s
               "yaxis": {"visible": False, "range": [-tallest * (BOX_HEIGHT + GAP) - 0.1, 1.4]},
               "annotations": notes}
     return figure(data, layout, scale, height=min(900, 120 + 32 * tallest))
+
+
+def block_glyph(model: str) -> str:
+    """`` (3×3 → 3×3)``: what each block of the model computes, as its block type draws it; empty for a name that
+    is not a model label."""
+    try:
+        return f" ({ModelConfig.parse(model).unit.glyph()})"
+    except ConfigError:
+        return ""
 
 
 def _colours(logged: np.ndarray, low: float, high: float) -> list[str]:

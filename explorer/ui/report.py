@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from explorer.config import display_name
 from explorer.estimate import Estimate
@@ -132,6 +131,8 @@ def _cost_table(costs: dict[str, dict[str, int]]) -> str:
 
 
 def _run_facts(run: dict[str, Any], preset: Preset | None) -> dict[str, str]:
+    import torch  # the version this report was written with; reports are written where runs train
+
     facts = {
         "run id": run["run_id"], "preset": preset.key if preset else (run["preset"] or "–"), "status": run["status"],
         "created": run["created"], "started": run["started"] or "–", "ended": run["ended"] or "–",

@@ -27,7 +27,7 @@ from explorer.pool import start_pool
 from explorer.settings import SettingsError, settings
 from explorer.states import Control, RunState
 from explorer.store import RunStore, StoreError, valid_run_id
-from explorer.trainer import Progress
+from explorer.progress import Progress
 from explorer.ui.theme import url_params
 
 RUN_KEY = "run"

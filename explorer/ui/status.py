@@ -16,7 +16,7 @@ from explorer.estimate import format_seconds
 from explorer.jobs import QueuePlace
 from explorer.memory import format_bytes
 from explorer.states import RunState
-from explorer.trainer import Progress
+from explorer.progress import Progress
 
 
 @dataclass(frozen=True)
