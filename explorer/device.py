@@ -143,7 +143,10 @@ class DevicePolicy:
         return cls(
             device=device,
             dtype=getattr(torch, dtype) if dtype else None,
-            channels_last=True,
+            # On CPUs channels_last was no faster for the CPU demo (311-317 against 322-352 images/s, 2 rounds) and
+            # PyTorch 2.14's CPU backward of a stride-2 1x1 conv from 4 channels in that layout corrupts the heap
+            # (option B/C shortcuts and Inception branches at a quarter width crashed workers): GPUs only.
+            channels_last=cuda,
             threads=config.threads,
             cuda_graphs=cuda and (_env_switch("EXPLORER_CUDA_GRAPHS", True) if cuda_graphs is None else cuda_graphs),
             streams=cuda and (_env_switch("EXPLORER_CUDA_STREAMS", False) if streams is None else streams),

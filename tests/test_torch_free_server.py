@@ -19,10 +19,11 @@ SCRIPT = textwrap.dedent('''
     def no_torch(step):
         assert "torch" not in sys.modules, f"{step} imported torch"
 
-    modules = ["explorer.ui.app", "explorer.ui.session", "explorer.jobs", "explorer.config", "explorer.store",
+    modules = ["streamlit_app", "explorer.ui.live.api", "explorer.ui.live.feed", "explorer.ui.live.element",
+               "explorer.ui.nav", "explorer.ui.session", "explorer.jobs", "explorer.config", "explorer.store",
                "explorer.estimate", "explorer.memory", "explorer.diagram", "explorer.plan", "explorer.presets",
                "explorer.pool", "explorer.lessons", "explorer.claims", "explorer.landscape", "explorer.device"]
-    modules += [f"explorer.ui.{m.name}" for m in pkgutil.iter_modules(["explorer/ui"])]
+    modules += [f"explorer.ui.{m.name}" for m in pkgutil.iter_modules(["explorer/ui"]) if m.name != "shell"]
     modules += [f"pages.{m.name}" for m in pkgutil.iter_modules(["pages"])]
     for name in modules:
         importlib.import_module(name)
@@ -52,7 +53,7 @@ SCRIPT = textwrap.dedent('''
     for page, query in [("Learn", {}), ("Lab", {"models": "plain20,resnet20", "steps": "20"}),
                         ("Lab", {"run": submitted.run_id}), ("Architecture", {"models": "resnet1202"}),
                         ("Compare", {}), ("Gradients", {}), ("Classroom", {})]:
-        app = AppTest.from_string("from explorer.ui.app import register_pages\\nregister_pages()\\n"
+        app = AppTest.from_string("from explorer.ui import nav\\nfrom pages import PAGES\\nnav.register(PAGES)\\n"
                                   f"from pages.{page} import page\\npage()", default_timeout=120)
         app.query_params.update(query)
         app.run()
