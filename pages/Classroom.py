@@ -2,8 +2,8 @@
 the tally live, and the teacher reveals the run with the class's votes drawn on it.
 
 The teacher's view (a control link, ``?lesson=ID&key=...``) is laid out for a 1280x720 projector in large type:
-question, tally or chart, and answer without scrolling. The students' view (``?lesson=ID``) is one column that
-works on a phone. Votes live in the store, one per browser session; the answer is read off the run's numbers
+question, tally or chart, and answer without scrolling. The students' view (``?lesson=ID``, or the lesson's
+five-character code typed on this page) is one column that works on a phone. Votes live in the store, one per browser session; the answer is read off the run's numbers
 (`explorer.lessons`).
 """
 
@@ -75,9 +75,24 @@ def teacher_start() -> None:
     lesson = lessons.LESSONS[lesson_key]
     st.markdown(f"**The question:** {lesson.question}")
     if st.button("Open the lesson", type="primary", icon=":material/how_to_vote:", key="open_lesson"):
-        lesson_id = lessons.open_lesson(session.get_store(), lesson_key, session.owner_key())
-        session.sync_url({LESSON_KEY: lesson_id, session.OWNER_KEY: session.owner_key()})
+        opened = lessons.open_lesson(session.get_store(), lesson_key, session.owner_key())
+        session.sync_url({LESSON_KEY: opened.lesson_id, session.OWNER_KEY: session.owner_key()})
         st.rerun()
+
+
+def student_join() -> None:
+    """A student types the code the projector shows."""
+    with st.form("join", border=False):
+        code = st.text_input("A student? Type the lesson's code", max_chars=12, key="join_code",
+                             placeholder="the five characters on the projector")
+        if st.form_submit_button("Join", key="join"):
+            try:
+                row = lessons.lesson_by_code(session.get_store(), code)
+            except lessons.LessonError as error:
+                st.error(plain(error))
+                return
+            session.sync_url({LESSON_KEY: row["lesson_id"]})
+            st.rerun()
 
 
 def teacher_view(row: dict) -> None:
@@ -85,7 +100,8 @@ def teacher_view(row: dict) -> None:
     theme.projector()
     student_link = f"{(st.context.url or '').split('?')[0]}?{LESSON_KEY}={row['lesson_id']}"
     st.markdown(f"### {lesson.question}")
-    st.caption(f"Students open **{plain(student_link)}** and vote. This page is the teacher's: keep its link.")
+    st.caption(f"Students open **{plain(student_link)}**, or type the code **{plain(row['code'])}** on the "
+               "Classroom page, and vote. This page is the teacher's: keep its link.")
     store = session.get_store()
 
     @st.fragment(run_every=2.0)
@@ -154,6 +170,7 @@ def student_view(row: dict) -> None:
 def page() -> None:
     lesson_id = st.query_params.get(LESSON_KEY)
     if not lesson_id:
+        student_join()
         teacher_start()
         return
     try:

@@ -213,6 +213,21 @@ def test_classroom_votes_are_counted_and_only_the_teacher_reveals(store):
     assert "Answer: Plain-20" in texts(students[2].run())
 
 
+def test_a_student_joins_a_lesson_by_typing_its_code(store):
+    teacher = page("Classroom")
+    teacher.button(key="open_lesson").click().run()
+    lesson_id = teacher.query_params["lesson"]
+    code = lessons.lesson_row(store, lesson_id)["code"]
+    assert f"type the code **{code}**" in texts(teacher)
+    student = page("Classroom")
+    student.text_input(key="join_code").input("nope1")
+    student.button(key="join").click().run()
+    assert "no lesson here has the code" in texts(student) and "lesson" not in student.query_params
+    student.text_input(key="join_code").input(f" {code[:2].lower()} {code[2:]} ")
+    student.button(key="join").click().run()
+    assert student.query_params["lesson"] == lesson_id and "Your prediction" in [r.label for r in student.radio]
+
+
 def test_compares_difference_defaults_to_the_gap_within_one_run_not_across_runs(store):
     references = [session.recorded_run_of("degradation", kind) for kind in ("gpu", "cpu")]
     app = page("Compare")
