@@ -155,7 +155,7 @@ def submit(store: RunStore, config: Config, owner_key: str, *, preset: str = "",
 
 
 # --- the queue seen from a worker -----------------------------------------------------------------------------------
-def _fair_order(rows: list[Waiting] | list[tuple[str, str, str]], busy: dict[str, int]) -> list[str]:
+def _fair_order(rows: list[Waiting], busy: dict[str, int]) -> list[str]:
     """Run ids of queued (run_id, owner, created, ...) rows in round-robin order over owners: an owner's k-th
     waiting run (counting the ones already training) comes after every owner's (k-1)-th; ties go by age."""
     seen: dict[str, int] = dict(busy)

@@ -149,6 +149,11 @@ def test_claims_requeues_and_cancels_follow_the_table(store):
     paused = run_in(store, RunState.PAUSED)
     with pytest.raises(IllegalTransition, match="is paused and cannot become claimed"):
         store.claim(paused, "w2", 5.0, again=True)
+    stopped = store.create_run(CONFIG, models=[{"model": "resnet8", "idx": 0, "params": 1}], status=RunState.STOPPED,
+                               control=str(Control.STOP))
+    store.requeue(stopped)
+    row = store.run(stopped)
+    assert (row["status"], row["control"], row["ended"], row["error"]) == ("queued", "run", None, "")
     for state in (RunState.CANCELLED, RunState.FINISHED, RunState.FAILED, RunState.QUEUED):
         with pytest.raises(IllegalTransition, match=f"is {state} and cannot become queued"):
             store.requeue(run_in(store, state))

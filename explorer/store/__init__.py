@@ -42,11 +42,11 @@ from .bundles import BUNDLE_FORMAT, Bundles
 from .classroom import Classroom
 from .queue import Claim, Held, Waiting
 from .schema import COLUMNS, KEYS, METRIC_TABLES, RUN_TABLES, SCHEMA_VERSION
-from .sweeps import LIST_SWEEPS_HINT, MEMBER_COLUMNS, Sweeps, valid_sweep_id
+from .sweeps import Sweeps, valid_sweep_id
 
 __all__ = ["RunStore", "StoreError", "IllegalTransition", "Claim", "Held", "Waiting", "valid_run_id",
            "valid_sweep_id", "code_version", "utc_now", "COLUMNS", "KEYS", "METRIC_TABLES", "RUN_TABLES",
-           "SCHEMA_VERSION", "BUNDLE_FORMAT", "LIST_RUNS_HINT", "LIST_SWEEPS_HINT", "MEMBER_COLUMNS"]
+           "SCHEMA_VERSION", "BUNDLE_FORMAT", "LIST_RUNS_HINT"]
 
 
 class RunStore(Sweeps, Bundles, Classroom):

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .. import __version__
 from ..settings import settings
-from ..states import TRANSITIONS, RunState, may_follow
+from ..states import TRANSITIONS, Control, RunState, may_follow
 from .schema import COLUMNS, SCHEMA_VERSION, TIMESTAMPS, migrate, nullable
 
 BUSY_TIMEOUT_S = 30.0
@@ -254,8 +254,8 @@ class Database:
                        **columns: Any) -> RunState:
         """Move the run to `new` if its life allows it (else `IllegalTransition`), within the caller's transaction;
         returns the state it left. The first ``running`` stamps ``started``, a final state stamps ``ended`` (a
-        state that is not final clears it), a state no worker holds clears the worker and its lease, and
-        `columns` (worker, lease_expires, control, hostname) are written with it."""
+        state that is not final clears it), a state no worker holds clears the worker and its lease, a run queued
+        again is to run (control ``run``), and `columns` (worker, lease_expires, hostname) are written with it."""
         row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"unknown run id {str(run_id)[:40]!r} in the run store: {LIST_RUNS_HINT}")
@@ -265,6 +265,8 @@ class Database:
         values = {"status": str(new), "error": error, "ended": utc_now() if new.final else None, **columns}
         if not new.live:
             values.update(worker=None, lease_expires=None)
+        if new is RunState.QUEUED:
+            values["control"] = str(Control.RUN)
         assignments = [f"{name} = ?" for name in values]
         if new is RunState.RUNNING:
             assignments.append("started = COALESCE(started, ?)")

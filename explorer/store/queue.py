@@ -149,8 +149,7 @@ class Queue(Runs):
 
     def requeue(self, run_id: str) -> None:
         """Put a stopped or interrupted run back in the queue, to run."""
-        with self._transaction() as conn:
-            self._change_status(conn, run_id, RunState.QUEUED, control=str(Control.RUN))
+        self.set_status(run_id, RunState.QUEUED)
 
     # --- workers' registry ------------------------------------------------------------------
     def register_worker(self, worker_id: str, kind: str, device: str, pid: int) -> None:

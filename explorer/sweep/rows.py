@@ -16,7 +16,7 @@ from ..states import RunState
 from ..store import RunStore, valid_sweep_id
 from .spec import SweepSpec
 
-__all__ = ["valid_sweep_id", "sweep_row", "sweep_ids", "spec_of", "member_rows", "derive", "settle"]
+__all__ = ["derive", "member_rows", "settle", "spec_of", "sweep_ids", "sweep_row", "valid_sweep_id"]
 
 
 def sweep_row(store: RunStore, sweep_id: str) -> dict[str, Any]:
