@@ -59,6 +59,7 @@ BUILTIN_SOURCES: tuple[str, ...] = ("synthetic", "cifar10")
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 MAX_SEED = 2**32 - 1
 MAX_IMAGES = 1_000_000  # a sanity bound; the memory check (explorer.memory) sets the real one per machine
+MIN_IMAGES = 2  # per subset; the real bounds are the source's size (explorer.data.sources.source_sizes)
 MAX_TEXT = 1000  # longest URL value or name accepted
 
 
@@ -296,8 +297,8 @@ class DataConfig:
         if not SOURCE_NAME.fullmatch(self.source):
             raise ConfigError(f"data source {_shown(self.source)} is not a name: use synthetic, cifar10 or the name "
                               "of a configured data root (a run never names a server path)")
-        _integer("subset", self.subset, 10, MAX_IMAGES)
-        _integer("test_subset", self.test_subset, 10, MAX_IMAGES)
+        _integer("subset", self.subset, MIN_IMAGES, MAX_IMAGES)
+        _integer("test_subset", self.test_subset, MIN_IMAGES, MAX_IMAGES)
         _boolean("augment", self.augment)
         _integer("data seed", self.seed, 0, MAX_SEED)
         if not isinstance(self.classes, tuple) or len(self.classes) > 1000:

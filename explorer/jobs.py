@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import socket
 from dataclasses import dataclass
 
 from .config import Config, ConfigError
-from .data import DataError, data_fingerprint, locate_source
+from .data import DataError, check_fits, data_fingerprint
 from .device import cpu_has_bf16_units, resolve_device
 from .estimate import Calibration, Estimate, calibration_for, estimate
 from .memory import check
@@ -116,15 +117,16 @@ def assess(config: Config, store: RunStore) -> tuple[str, Estimate]:
 
 
 def submit(store: RunStore, config: Config, owner_key: str, *, preset: str = "", budget_s: float | None = None,
-           sweep_id: str | None = None, status: RunState = RunState.QUEUED, attach: bool = True) -> Submission:
-    """Queue `config` for the owner of `owner_key` (or attach to an identical run); see the module docstring."""
+           sweep_id: str | None = None, status: RunState = RunState.QUEUED, attach: bool = True,
+           data_dir: str | os.PathLike | None = None) -> Submission:
+    """Queue `config` for the owner of `owner_key` (or attach to an identical run); see the module docstring.
+    `data_dir` replaces the operator's data directory (the CLI's --data-dir)."""
     if budget_s is not None and not (budget_s > 0 and budget_s < 1e7):
         raise ConfigError(f"budget {budget_s!r} is not a positive number of seconds")
-    if config.data.source not in ("synthetic", "cifar10"):
-        locate_source(config.data.source)  # an unknown name or an empty folder is refused here, not in a worker
+    check_fits(config.data, data_dir)  # an unknown source, an empty folder or too large a subset: here, not in a worker
     kind, cost = assess(config, store)
     try:
-        data = data_fingerprint(config.data.source)
+        data = data_fingerprint(config.data.source, data_dir)
     except DataError:
         data = f"{config.data.source}-unavailable"
     fingerprint = hashlib.sha256(

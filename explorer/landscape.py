@@ -284,9 +284,10 @@ class _Slicer:
             torch._foreach_add_(self.params, direction, alpha=step)  # θ1 + a·δ + b·η
 
 
-def _sample(config: Config, n: int, policy: DevicePolicy) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample(config: Config, n: int, policy: DevicePolicy, data_dir: str | os.PathLike | None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first `n` training images of a permutation seeded by the run's seed, normalised, as one batch."""
-    data = load_data(config.data)
+    data = load_data(config.data, data_dir)
     order = torch.randperm(len(data.train_y), generator=torch.Generator().manual_seed(config.seed))[:n]
     x, y = next(eval_batches(data.train_x[order], data.train_y[order], n, policy.device,
                              channels_last=policy.channels_last))
@@ -302,7 +303,8 @@ def _prepare(cfg: ModelConfig, num_classes: int, seed: int, weights: dict, polic
 
 
 def compute(store: RunStore, run_id: str, spec: SliceSpec, *, budget_s: float | None = DEFAULT_BUDGET_S,
-            device: str = "auto", threads: int | None = None, progress: Progress | None = None) -> Landscape:
+            device: str = "auto", threads: int | None = None, progress: Progress | None = None,
+            data_dir: str | os.PathLike | None = None) -> Landscape:
     """Compute `spec` for a trained run and store it (see the module docstring). Raises `OverBudget` before any
     work when the estimate exceeds `budget_s`, or after the first points when the measured pace would exceed it
     by half; `LandscapeError` for models the run lacks; `StoreError` when the run kept no weights here."""
@@ -314,7 +316,7 @@ def compute(store: RunStore, run_id: str, spec: SliceSpec, *, budget_s: float | 
     check_budget(spec, estimate, budget_s, images)
     weights = trained_weights(store, run_id)
     policy.apply()
-    x, y = _sample(config, images, policy)
+    x, y = _sample(config, images, policy, data_dir)
     coordinates = spec.coordinates()
     total = len(coordinates) * len(cfgs)
     started = time.perf_counter()

@@ -18,13 +18,30 @@ def smoothing_window(n: int) -> int:
     return int(max(1, min(50, n // 10)))
 
 
-def running_mean(frame: pd.DataFrame, y: str, by: Sequence[str] = ("model",)) -> pd.DataFrame:
+def running_mean(frame: pd.DataFrame, y: str, by: Sequence[str] = ("model",), window: int | None = None
+                 ) -> pd.DataFrame:
     """`frame` in step order with `y` replaced by its trailing running mean within each group (each model of
-    each run): per-batch numbers are noisy, and the first points average what exists so far."""
-    frame = frame.sort_values("step")
-    means = frame.groupby(list(by), sort=False)[y].transform(
-        lambda values: values.rolling(smoothing_window(len(values)), min_periods=1).mean())
+    each run) over `window` steps (by default `smoothing_window` of the group's length): per-batch numbers are
+    noisy, and the first points average what exists so far."""
+    frame = frame.sort_values("step", kind="stable")
+    values = frame[y].to_numpy(dtype=float)
+    means = np.empty(len(values))
+    for rows in frame.groupby(list(by), sort=False).indices.values():
+        means[rows] = trailing_mean(values[rows], window or smoothing_window(len(rows)))
     return frame.assign(**{y: means})
+
+
+def trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """The mean of each value and the `window` - 1 before it, skipping missing ones (NaN where all are). Prefix
+    sums, so a longer history leaves the earlier means bit for bit as they were (a live chart sends only new
+    points)."""
+    finite = np.isfinite(values)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(0, end - window)
+    n = counts[end] - counts[start]
+    return np.where(n > 0, (sums[end] - sums[start]) / np.maximum(n, 1), np.nan)
 
 
 def final_numbers(steps: pd.DataFrame, evals: pd.DataFrame, models: pd.DataFrame | None = None) -> pd.DataFrame:

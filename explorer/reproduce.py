@@ -11,6 +11,7 @@ the code version, so the app replays the run with the facts that qualify it.
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,9 +49,9 @@ def preset_named(key: str) -> Preset:
     return PRESETS[key]
 
 
-def train_locally(store: RunStore, run_id: str) -> RunState:
+def train_locally(store: RunStore, run_id: str, data_dir: str | os.PathLike | None = None) -> RunState:
     """Train a submitted run in this process (a one-run worker)."""
-    Worker(store, store.config(run_id).device).run_one(run_id)
+    Worker(store, store.config(run_id).device, data_dir=data_dir).run_one(run_id)
     return store.status(run_id)
 
 
@@ -64,15 +65,17 @@ def preset_config(preset: Preset, store: RunStore, budget_s: float | None, devic
 
 def reproduce(preset_key: str, *, budget_s: float | None = None, data_source: str = "synthetic",
               out: str | Path | None = None, store: RunStore | None = None, device: str = "auto",
-              config: Config | None = None, train: Callable[[RunStore, str], RunState] = train_locally,
-              report: bool = True) -> ReproduceResult:
+              config: Config | None = None, train: Callable[[RunStore, str], RunState] | None = None,
+              report: bool = True, data_dir: str | os.PathLike | None = None) -> ReproduceResult:
     """Run a preset (at most `budget_s` seconds of training), its after-training study, judge its prediction and
-    write the HTML report to `out` (default ``reports/<preset>.html``). `config` replaces the preset's own sizing."""
+    write the HTML report to `out` (default ``reports/<preset>.html``). `config` replaces the preset's own sizing;
+    `train` trains the submitted run (default `train_locally`); `data_dir` replaces the operator's data directory."""
     preset = preset_named(preset_key)
     store = store or RunStore()
     config = config or preset_config(preset, store, budget_s, device, data_source)
-    submission = jobs.submit(store, config, jobs.CLI_OWNER_KEY, preset=preset.key, budget_s=budget_s, attach=False)
-    state = train(store, submission.run_id)
+    submission = jobs.submit(store, config, jobs.CLI_OWNER_KEY, preset=preset.key, budget_s=budget_s, attach=False,
+                             data_dir=data_dir)
+    state = train(store, submission.run_id) if train else train_locally(store, submission.run_id, data_dir)
     if state not in (RunState.FINISHED, RunState.DIVERGED):
         error = store.run(submission.run_id)["error"]
         raise ReproduceError(f"preset {preset.key} ended {state} in run {submission.run_id}" +
@@ -91,7 +94,8 @@ def reproduce(preset_key: str, *, budget_s: float | None = None, data_source: st
 def record(preset_keys: Iterable[str], out_dir: str | Path | None = None, budget_s: float | None = None,
            data_source: str = "cifar10", store: RunStore | None = None, device: str = "auto",
            reports_dir: str | Path = REPORTS_DIR / "recorded",
-           train: Callable[[RunStore, str], RunState] = train_locally) -> list[ReproduceResult]:
+           train: Callable[[RunStore, str], RunState] | None = None, data_dir: str | os.PathLike | None = None
+           ) -> list[ReproduceResult]:
     """Reproduce each preset and export its run to ``out_dir/<preset>/`` (default assets/recorded/<cpu|gpu>), with
     ``verdict.json``; the HTML reports, a few MB each with plotly.js inlined, go to `reports_dir`."""
     keys = list(preset_keys)
@@ -103,7 +107,7 @@ def record(preset_keys: Iterable[str], out_dir: str | Path | None = None, budget
     results = []
     for key in keys:
         result = reproduce(key, budget_s=budget_s, data_source=data_source, out=Path(reports_dir) / f"{key}.html",
-                           store=store, device=kind, train=train)
+                           store=store, device=kind, train=train, data_dir=data_dir)
         results.append(result)
         write_bundle(store, result, folder / key, budget_s)
     return results

@@ -3,7 +3,7 @@
 | variable                       | default                           | meaning                                         |
 |--------------------------------|-----------------------------------|-------------------------------------------------|
 | EXPLORER_STORE                 | runs/explorer.sqlite              | the run store (SQLite; the only channel between the web server and workers) |
-| EXPLORER_DATA_DIR              | data                              | the default data root: CIFAR-10, or any ImageFolder (train/<class>/, test/<class>/) |
+| EXPLORER_DATA_DIR              | data                              | the default data root: CIFAR-10, or any ImageFolder (train/<class>/ and test/<class>/, or <class>/ alone) |
 | EXPLORER_DATA_ROOTS            | (none)                            | more data roots, ``name=path,name=path``; a run names a root, never a path |
 | EXPLORER_CACHE_DIR             | ~/.cache/resnet-explorer          | decoded images; nothing else is written outside the store's folder |
 | EXPLORER_HOSTED                | 0                                 | 1: a public server (caps below, no downloads, no paths shown) |
@@ -14,6 +14,7 @@
 | EXPLORER_MAX_QUEUED            | hosted 30, else 200               | waiting runs in all |
 | EXPLORER_CHECKPOINT_SECONDS    | 30                                | how often a run saves models, optimisers and data position |
 | EXPLORER_UPLOAD_LIMIT          | 1MB                               | the largest configuration file the app accepts |
+| EXPLORER_PUBLIC_URL            | (the address the browser used)    | the app's address as students reach it, e.g. https://class.example.org (behind a proxy, or when the teacher's browser uses localhost) |
 
 A bad value raises `SettingsError`, which names the variable and says what to write instead.
 """
@@ -112,6 +113,16 @@ class Settings:
     max_queued: int
     checkpoint_seconds: float
     upload_limit: int
+    public_url: str  # "" when the join link is derived from the teacher's own address
+
+
+def public_url_from(text: str) -> str:
+    """An http(s) URL without query or fragment (a trailing slash dropped), or "" for none."""
+    text = text.strip().rstrip("/")
+    if text and not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~\-/]*)?", text):
+        raise SettingsError(f"EXPLORER_PUBLIC_URL={text!r} is not an http(s) address: write e.g. "
+                            "https://class.example.org or http://192.168.1.20:8501")
+    return text
 
 
 def settings() -> Settings:
@@ -133,4 +144,5 @@ def settings() -> Settings:
         max_queued=_env_int("EXPLORER_MAX_QUEUED", 30 if hosted else 200, low=1),
         checkpoint_seconds=float(_env_int("EXPLORER_CHECKPOINT_SECONDS", 30, low=1)),
         upload_limit=parse_size(os.environ.get("EXPLORER_UPLOAD_LIMIT", "") or "1MB", "EXPLORER_UPLOAD_LIMIT"),
+        public_url=public_url_from(os.environ.get("EXPLORER_PUBLIC_URL", "")),
     )

@@ -30,6 +30,7 @@ import json
 import math
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -93,14 +94,19 @@ class Progress:
 
     @classmethod
     def from_json(cls, text: str | None, state: RunState) -> "Progress":
-        """The stored progress, with the store's `state` (which outlives the trainer's last word)."""
+        """The stored progress, with the store's `state` (which outlives the trainer's last word). Malformed text
+        gives a blank progress and a `RuntimeWarning` (once per text: callers poll it every second)."""
         try:
             raw = json.loads(text) if text else {}
+            if not isinstance(raw, dict):
+                raise TypeError(f"a JSON {type(raw).__name__}, not an object")
             known = {f for f in cls.__dataclass_fields__}
             values = {k: v for k, v in raw.items() if k in known and k != "state"}
             values["diverged"] = tuple(values.get("diverged", ()))
             return cls(state=state, **values)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as error:
+            warnings.warn(f"stored progress {str(text)[:80]!r} is malformed ({error}): showing a blank progress",
+                          RuntimeWarning, stacklevel=2)
             return cls(state=state)
 
 

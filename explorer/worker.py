@@ -47,8 +47,9 @@ CALIBRATE_AFTER_IDLE_SECONDS = 10.0  # a fresh worker takes the first click's ru
 class DataCache:
     """The images of the last source a worker trained on, resident on its device, so later jobs skip loading."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, data_dir: str | os.PathLike | None = None):
         self.device = device
+        self.data_dir = data_dir  # None: the operator's data directory
         self._full: tuple[str, ImageData] | None = None
 
     def load(self, cfg: DataConfig, progress: Callable[[float, str], None] | None = None) -> ImageData:
@@ -56,7 +57,7 @@ class DataCache:
             return load_data(cfg).to(self.device)
         if self._full is None or self._full[0] != cfg.source:
             self._full = None  # free the old set before loading the next
-            full = load_full(cfg.source, progress=progress)
+            full = load_full(cfg.source, self.data_dir, progress=progress)
             self._full = (cfg.source, full.to(self.device))
         return load_data(cfg, full=self._full[1])
 
@@ -97,12 +98,13 @@ class _LeasedSink:
 
 
 class Worker:
-    def __init__(self, store: RunStore, device: str = "auto", worker_id: str | None = None):
+    def __init__(self, store: RunStore, device: str = "auto", worker_id: str | None = None,
+                 data_dir: str | os.PathLike | None = None):
         self.store = store
         self.device = resolve_device(device)
         self.kind = self.device.type
         self.worker_id = worker_id or f"w-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
-        self.data = DataCache(self.device)
+        self.data = DataCache(self.device, data_dir)
         self.trainer: Trainer | None = None
         self._stopping = threading.Event()
         release_memory_eagerly()

@@ -16,7 +16,6 @@ from explorer.config import (BLOCKS, DEEPEST, ORDERS, SHORTCUT_VARIANTS, SHORTCU
                              ModelConfig, blocks_per_stage, depth_of, depth_rule)
 from explorer.diagram import (DETAILS, bottleneck_arithmetic, cost_table, described, format_count, format_shape,
                               model_dot)
-from explorer.ui.app import main
 from explorer.ui import config_form
 from explorer.ui.session import plain
 
@@ -209,6 +208,3 @@ def page() -> None:
                "cheap 1×1 conv first divides the expensive k×k term. GoogLeNet's 5×5 branch (the defaults, Szegedy et "
                "al. 2014) and ResNet's bottleneck block both rely on it.")
 
-
-if __name__ == "__main__":
-    main()

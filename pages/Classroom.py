@@ -1,60 +1,106 @@
-"""Classroom: predict, then reveal. The teacher opens a lesson, the class votes from their phones, the projector shows
-the tally live, and the teacher reveals the run with the class's votes drawn on it.
+"""Classroom: predict, then reveal. The teacher opens a lesson, the class joins from their phones (a QR code or a
+five-letter code on the projector), votes, watches the tally fill in live, and the teacher reveals the run with the
+class's votes beside it and the answer read off the run's numbers (`explorer.lessons`).
 
-The teacher's view (a control link, ``?lesson=ID&key=...``) is laid out for a 1280x720 projector in large type:
-question, tally or chart, and answer without scrolling. The students' view (``?lesson=ID``, or the lesson's
-five-character code typed on this page) is one column that works on a phone. Votes live in the store, one per browser session; the answer is read off the run's numbers
-(`explorer.lessons`).
+The teacher's view (``?lesson=ID&key=...``, the control link) is laid out for a 1280x720 projector without the
+sidebar: question and tally or chart on the left, the join box and the teacher's buttons on the right, the answer
+above the fold. The students' view (``?lesson=ID``, or ``/join/CODE``) is one column for a phone. Tally, ballot and
+the revealed run's chart are live elements (explorer/ui/live): a vote goes straight to the app's route and the tally
+moves within a poll, with no script rerun per student; the page reruns only at the reveal.
 """
 
 from __future__ import annotations
 
-import secrets
+import io
+import socket
+from urllib.parse import urlsplit
 
-import plotly.graph_objects as go
+import segno
 import streamlit as st
 
 from explorer import jobs, lessons
+from explorer.settings import settings
 from explorer.states import RunState
-from explorer.ui import charts, figures, session, theme
-from explorer.ui.app import main
+from explorer.ui import figures, session, theme
+from explorer.ui.live import element
+from explorer.ui.live.feed import View
 from explorer.ui.session import plain
 
 LESSON_KEY = "lesson"
-VOTER = "voter"
-PROJECTOR_HEIGHT = 330  # px of the key chart, so question, chart and answer fit a 1280x720 screen
+JOIN_KEY = "join"
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
+PROJECTOR_HEIGHT = 380  # px of the revealed chart: question, votes, chart and answer fit a 1280x720 projector
 
 
-def voter_id() -> str:
-    return st.session_state.setdefault(VOTER, secrets.token_hex(8))
+# --- the join link ---------------------------------------------------------------------------------------------
+def network_address() -> str | None:
+    """This machine's address on its network (no packet is sent: a UDP socket only picks its route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            return probe.getsockname()[0]
+        except OSError:
+            return None
 
 
-def tally_figure(counts: dict[str, int], lesson: lessons.Lesson, right: str | None, scale: float) -> go.Figure:
-    labels = [lesson.options[k] for k in counts]
-    colours = ["#1a7f37" if k == right else ("#9aa4ad" if right else "#0072B2") for k in counts]
-    fig = go.Figure(go.Bar(x=list(counts.values()), y=labels, orientation="h", marker_color=colours,
-                           text=list(counts.values()), textposition="auto", hoverinfo="skip"))
-    fig.update_layout(yaxis=dict(autorange="reversed"), xaxis=dict(title_text="votes", rangemode="tozero"))
-    return charts.style(fig, scale, height=60 + 45 * len(counts))
+def public_base() -> tuple[str, str]:
+    """The app's address as students reach it, and a warning when it had to be guessed: EXPLORER_PUBLIC_URL when
+    set, else the address this browser used (a proxy's included), with a loopback host swapped for this machine's
+    network address (a phone cannot open the teacher's 127.0.0.1)."""
+    configured = settings().public_url
+    if configured:
+        return configured, ""
+    url = urlsplit(st.context.url or "http://localhost:8501/")
+    base = st.get_option("server.baseUrlPath").strip("/")
+    path = f"/{base}" if base else ""
+    host = url.hostname or "localhost"
+    if host not in LOOPBACK:
+        return f"{url.scheme}://{url.netloc}{path}", ""
+    address = network_address()
+    port = f":{url.port}" if url.port else ""
+    if address is None:
+        return f"{url.scheme}://{url.netloc}{path}", ("This page is open at a loopback address, which students' "
+                                                      "phones cannot reach: set EXPLORER_PUBLIC_URL.")
+    return f"{url.scheme}://{address}{port}{path}", (
+        f"This page is open at {host}, which phones cannot reach; the link uses this machine's network address "
+        f"{address}. If students cannot open it, set EXPLORER_PUBLIC_URL to the address they can reach.")
 
 
+def qr_png(url: str) -> bytes:
+    buffer = io.BytesIO()
+    segno.make(url, error="m").save(buffer, kind="png", scale=6, border=2)
+    return buffer.getvalue()
+
+
+def join_box(row: dict) -> None:
+    """QR code, the short code and the address students type."""
+    base, warning = public_base()
+    link = f"{base}/join/{row['code']}"
+    st.image(qr_png(link), width=170)
+    st.markdown(f"Join at **{plain(base.split('://', 1)[1])}/join**  \nLesson code: **{row['code']}**")
+    st.code(link, language=None)  # copyable, never rendered as Markdown
+    if warning:
+        st.warning(warning, icon=":material/wifi_off:")
+
+
+# --- the reveal --------------------------------------------------------------------------------------------------
 def votes_sentence(counts: dict[str, int], lesson: lessons.Lesson) -> str:
     total = sum(counts.values())
     parts = " · ".join(f"{n} {lesson.options[k].split(' (')[0]}" for k, n in counts.items())
     return f"The class predicted ({total} vote{'s' if total != 1 else ''}): {parts}"
 
 
-def reveal_chart(row: dict, lesson: lessons.Lesson, counts: dict[str, int], height: int) -> None:
-    """The lesson's chart of the revealed run, the class's votes written on it, and the answer from the numbers."""
+def reveal(row: dict, lesson: lessons.Lesson, owner: bool, height: int = 0) -> None:
+    """The lesson's chart of the revealed run (live while it trains), the class's votes above it, and the answer
+    from the run's numbers once it has finished."""
     store = session.get_store()
-    tables = figures.RunTables.read(store, row["run_id"])
-    fig = figures.CHARTS[lesson.chart].build(tables, "epoch", theme.scale())
-    fig.add_annotation(text=plain(votes_sentence(counts, lesson)).replace("\\", ""), xref="paper", yref="paper",
-                       x=0, y=1.13, showarrow=False, align="left", font=dict(size=12 * theme.scale()))
-    fig.update_layout(height=height, legend=dict(orientation="h", y=-0.25))
-    st.plotly_chart(fig, key="lesson-chart", config=theme.PLOTLY_CONFIG, theme=None)
-    state = RunState(store.run(row["run_id"])["status"])
+    counts = lessons.tally(store, row["lesson_id"])
+    run_id = row["run_id"]
+    state = RunState(store.run(run_id)["status"])
+    st.markdown(f"**{plain(votes_sentence(counts, lesson))}**")
+    element.chart(run_id, View(lesson.chart, "epoch", theme.scale(), height=height), key=f"reveal-{run_id}")
     if state.active:
+        element.status(run_id, str(state), owner, key=f"reveal-status-{run_id}")
         st.info("The run is still training: the answer is read off its numbers when it finishes.")
         return
     try:
@@ -63,29 +109,73 @@ def reveal_chart(row: dict, lesson: lessons.Lesson, counts: dict[str, int], heig
         st.warning(plain(error))
         return
     share = counts.get(right, 0) / max(1, sum(counts.values()))
+    tables = figures.RunTables.read(store, run_id)
     st.success(f"**Answer: {lesson.options[right]}.** {figures.CHARTS[lesson.chart].summary(tables)} "
                f"{share:.0%} of the class predicted it.")
 
 
+# --- the teacher -------------------------------------------------------------------------------------------------
 def teacher_start() -> None:
     st.title("Classroom: predict, then reveal")
-    st.caption("Open a lesson: your class votes from their phones, you reveal a run with their votes drawn on it.")
+    st.caption("Open a lesson: your class joins from their phones with a code, votes, and you reveal a run with "
+               "their votes beside it.")
     lesson_key = st.selectbox("Lesson", list(lessons.LESSONS), format_func=lambda k: lessons.LESSONS[k].title,
                               key="lesson_pick")
     lesson = lessons.LESSONS[lesson_key]
     st.markdown(f"**The question:** {lesson.question}")
     if st.button("Open the lesson", type="primary", icon=":material/how_to_vote:", key="open_lesson"):
-        opened = lessons.open_lesson(session.get_store(), lesson_key, session.owner_key())
-        session.sync_url({LESSON_KEY: opened.lesson_id, session.OWNER_KEY: session.owner_key()})
+        lesson_id = lessons.open_lesson(session.get_store(), lesson_key, session.owner_key()).lesson_id
+        session.sync_url({LESSON_KEY: lesson_id, session.OWNER_KEY: session.owner_key()})
         st.rerun()
+    st.divider()
+    st.markdown("**A student?** Enter the code on your teacher's screen.")
+    join_form()
 
 
-def student_join() -> None:
-    """A student types the code the projector shows."""
-    with st.form("join", border=False):
-        code = st.text_input("A student? Type the lesson's code", max_chars=12, key="join_code",
-                             placeholder="the five characters on the projector")
-        if st.form_submit_button("Join", key="join"):
+def teacher_view(row: dict) -> None:
+    lesson = lessons.LESSONS[row["lesson"]]
+    store = session.get_store()
+    theme.projector()
+    st.markdown(f"### {lesson.question}")
+    main, side = st.columns([5, 2], gap="medium")
+    with side:
+        join_box(row)
+        teacher_buttons(row, lesson)
+    with main:
+        if row["phase"] == lessons.VOTING:
+            element.tally(row["lesson_id"], row["phase"], key=f"tally-{row['lesson_id']}")
+        else:
+            reveal(lessons.lesson_row(store, row["lesson_id"]), lesson, owner=True, height=PROJECTOR_HEIGHT)
+
+
+def teacher_buttons(row: dict, lesson: lessons.Lesson) -> None:
+    store = session.get_store()
+    if row["phase"] != lessons.VOTING:
+        if st.button("Reopen the vote", icon=":material/replay:", key="reopen", width="stretch"):
+            lessons.reopen(store, row["lesson_id"], session.owner_key())
+            st.rerun()
+        return
+    recorded = session.recorded_run_of(lesson.preset)
+    if recorded and st.button("Reveal the recorded run", type="primary", icon=":material/visibility:",
+                              key="reveal_recorded", width="stretch"):
+        lessons.reveal(store, row["lesson_id"], session.owner_key(), recorded)
+        st.rerun()
+    if st.button("Reveal it live: train now", icon=":material/play_arrow:", key="reveal_live", width="stretch",
+                 help="Queues the preset's run on this server's workers; the chart fills in as it trains"):
+        from explorer.ui import config_form
+
+        run_id = session.submit(config_form.preset_config(lesson.preset), preset=lesson.preset)
+        if run_id:
+            lessons.reveal(store, row["lesson_id"], session.owner_key(), run_id)
+            st.rerun()
+
+
+# --- a student ---------------------------------------------------------------------------------------------------
+def join_form() -> None:
+    """Where a student who typed the short address enters the lesson code."""
+    with st.form("join", border=True):
+        code = st.text_input("Lesson code (on your teacher's screen)", max_chars=12, key="join_code")
+        if st.form_submit_button("Join", type="primary"):
             try:
                 row = lessons.lesson_by_code(session.get_store(), code)
             except lessons.LessonError as error:
@@ -95,94 +185,42 @@ def student_join() -> None:
             st.rerun()
 
 
-def teacher_view(row: dict) -> None:
-    lesson = lessons.LESSONS[row["lesson"]]
-    theme.projector()
-    student_link = f"{(st.context.url or '').split('?')[0]}?{LESSON_KEY}={row['lesson_id']}"
-    st.markdown(f"### {lesson.question}")
-    st.caption(f"Students open **{plain(student_link)}**, or type the code **{plain(row['code'])}** on the "
-               "Classroom page, and vote. This page is the teacher's: keep its link.")
-    store = session.get_store()
-
-    @st.fragment(run_every=2.0)
-    def live() -> None:
-        current = lessons.lesson_row(store, row["lesson_id"])
-        counts = lessons.tally(store, row["lesson_id"])
-        if current["phase"] == lessons.VOTING:
-            st.plotly_chart(tally_figure(counts, lesson, None, theme.scale()), key="tally",
-                            config=theme.PLOTLY_CONFIG, theme=None)
-        else:
-            reveal_chart(current, lesson, counts, PROJECTOR_HEIGHT)
-
-    live()
-    current = lessons.lesson_row(store, row["lesson_id"])
-    recorded = session.recorded_run_of(lesson.preset)
-    with st.container(horizontal=True):
-        if current["phase"] == lessons.VOTING:
-            if recorded and st.button("Reveal the recorded run", type="primary", icon=":material/visibility:",
-                                      key="reveal_recorded"):
-                lessons.reveal(store, row["lesson_id"], session.owner_key(), recorded)
-                st.rerun()
-            if st.button("Reveal it live: train now", icon=":material/play_arrow:", key="reveal_live",
-                         help="Queues the preset's run on this server's workers; the chart fills in as it trains"):
-                from explorer.ui import config_form
-
-                run_id = session.submit(config_form.preset_config(lesson.preset), preset=lesson.preset)
-                if run_id:
-                    lessons.reveal(store, row["lesson_id"], session.owner_key(), run_id)
-                    st.rerun()
-        elif st.button("Reopen the vote", icon=":material/replay:", key="reopen"):
-            lessons.reopen(store, row["lesson_id"], session.owner_key())
-            st.rerun()
-
-
 def student_view(row: dict) -> None:
     lesson = lessons.LESSONS[row["lesson"]]
-    store = session.get_store()
     st.markdown(f"#### {lesson.question}")
+    element.ballot(row["lesson_id"], row["phase"], lesson.options, key=f"ballot-{row['lesson_id']}")
+    if row["phase"] != lessons.VOTING:
+        reveal(row, lesson, owner=False)
 
-    @st.fragment(run_every=2.0)
-    def live() -> None:
-        current = lessons.lesson_row(store, row["lesson_id"])
-        mine = lessons.my_vote(store, row["lesson_id"], voter_id())
-        if current["phase"] == lessons.VOTING:
-            options = list(lesson.options)
-            choice = st.radio("Your prediction", options, format_func=lesson.options.get, key="vote_choice",
-                              index=options.index(mine) if mine in options else None)
-            if st.button("Vote", type="primary", disabled=choice is None, key="vote", width="stretch"):
-                try:
-                    lessons.vote(store, row["lesson_id"], voter_id(), choice)
-                    st.toast("Vote recorded")
-                except lessons.LessonError as error:
-                    st.error(plain(error))
-            mine = lessons.my_vote(store, row["lesson_id"], voter_id())
-            st.caption(f"Your vote: **{plain(lesson.options[mine])}** (you can change it until the reveal)"
-                       if mine else "You have not voted yet.")
-        else:
-            counts = lessons.tally(store, row["lesson_id"])
-            reveal_chart(current, lesson, counts, 360)
-            if mine:
-                st.caption(f"You predicted: {plain(lesson.options[mine])}")
 
-    live()
+def join(code: str) -> None:
+    """A student's `/join/CODE` link (or the bare `/join`): open the lesson with that code, else ask for one."""
+    st.title("Join a lesson")
+    if code:
+        try:
+            row = lessons.lesson_by_code(session.get_store(), code)
+            session.sync_url({LESSON_KEY: row["lesson_id"]})
+            st.rerun()
+        except lessons.LessonError as error:
+            st.error(plain(error))
+    join_form()
 
 
 def page() -> None:
     lesson_id = st.query_params.get(LESSON_KEY)
     if not lesson_id:
-        student_join()
-        teacher_start()
+        if JOIN_KEY in st.query_params:
+            join(st.query_params.get(JOIN_KEY, ""))
+        else:
+            teacher_start()
         return
     try:
         row = lessons.lesson_row(session.get_store(), lesson_id)
     except lessons.LessonError as error:
         st.error(plain(error))
+        join_form()
         return
     if jobs.holds_key(row, session.owner_key()):
         teacher_view(row)
     else:
         student_view(row)
-
-
-if __name__ == "__main__":
-    main()

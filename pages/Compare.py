@@ -1,7 +1,9 @@
 """Compare: stored runs on shared axes, the difference between two curves, a table of final numbers, and sweeps.
 
 Colour says the model (family hue, darker when deeper) and dash says the run, so the same net trained twice, or
-with other settings, lines up against itself. The chosen runs live in the URL (key ``runs``). Charts that join
+with other settings, lines up against itself; the legend groups each run's models under its recipe. It opens on
+like-for-like runs and warns when the chosen ones are not (`explorer.comparison` picks and computes; this page
+draws). The chosen runs live in the URL (key ``runs``). Charts that join
 points across depth only ever join the models of one run, or the members of one sweep (with the spread over its
 seeds): a line between unrelated runs would draw a trend that no experiment measured.
 """
@@ -11,21 +13,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from explorer.comparison import CURVES, Comparison, default_difference, default_runs
 from explorer.config import display_name
-from explorer.metrics import final_numbers, running_mean
-from explorer.palette import depth_of, family_of
+from explorer.palette import family_of
 from explorer.store import valid_run_id
 from explorer.ui import charts, panels, session, sweeps, theme
-from explorer.ui.app import main
 from explorer.ui.session import plain
 
-# key -> (table, column, title); training error comes per batch (steps) or evaluated without augmentation (evals)
-CURVES = {
-    "test_err": ("evals", "test_err", "Test error"),
-    "train_err": ("steps", "train_err", "Training error (batches)"),
-    "eval_train_err": ("evals", "train_err", "Training error (evaluated)"),
-    "loss": ("steps", "loss", "Training loss"),
-}
 MISSING = "–"
 FINAL_COLUMNS = {
     "batch_train_err": st.column_config.TextColumn("train err (batches)", help="Mean of the last batches, %"),
@@ -51,28 +45,6 @@ def shown_finals(finals: pd.DataFrame) -> pd.DataFrame:
     return table.fillna(MISSING)
 
 
-def default_runs(all_runs: pd.DataFrame) -> list[str]:
-    """The two newest runs trained here; on a server with none yet, the classic demo recorded on a GPU and on a
-    CPU (sweeps have their own section below)."""
-    recorded = set(session.recorded_runs())
-    trained = all_runs[all_runs["sweep_id"].isna() & ~all_runs["run_id"].isin(recorded)]
-    if len(trained):
-        return trained["run_id"][:2].tolist()
-    return [r for r in (session.recorded_run_of("degradation", k) for k in ("gpu", "cpu")) if r]
-
-
-def default_difference(series: dict[str, tuple[str, str]]) -> tuple[str, str]:
-    """The degradation gap within one run (its deepest plain net minus its shallowest), never a difference across
-    runs, whose scale or data may differ; else the first two curves."""
-    for run in dict.fromkeys(run for run, _ in series.values()):
-        plain = sorted((s for s, (r, model) in series.items() if r == run and family_of(model) == "plain"),
-                       key=lambda s: depth_of(series[s][1]))
-        if len(plain) >= 2 and depth_of(series[plain[-1]][1]) > depth_of(series[plain[0]][1]):
-            return plain[-1], plain[0]
-    first, second = list(series)[:2]
-    return first, second
-
-
 def page() -> None:
     st.title("Compare")
     st.caption("Overlay stored runs: the same axes, one colour per model, one dash per run. Sweeps (several seeds "
@@ -84,33 +56,32 @@ def page() -> None:
     if len(wanted) < len(asked):
         st.warning(f"{len(asked) - len(wanted)} run(s) from the link are not in this app's run store "
                    f"({plain(', '.join(r[:24] for r in asked if r not in wanted)[:200])}): showing the others.")
-    run_ids = session.pick_runs("compare_runs", all_runs, default=wanted or default_runs(all_runs),
-                                label="Runs to compare")
+    demo = {kind: run for kind in ("gpu", "cpu") if (run := session.recorded_run_of("degradation", kind))}
+    opening = default_runs(all_runs, set(session.recorded_runs()), demo)
+    run_ids = session.pick_runs("compare_runs", all_runs, default=wanted or opening, label="Runs to compare")
     session.sync_url({"runs": ",".join(run_ids)})
     sweeps.section(store)
     if not run_ids:
         return
 
-    runs = all_runs.set_index("run_id").loc[run_ids]
-    names = {run_id: f"{row['name'] or row['preset'] or 'run'} {run_id[-4:]}" for run_id, row in runs.iterrows()}
-    tables = {table: pd.concat([getattr(store, table)(r).assign(run=names[r]) for r in run_ids], ignore_index=True)
-              for table in ("steps", "evals", "models", "lesions")}
-
+    comparison = Comparison.load(store, all_runs, run_ids)
+    if not comparison.like_for_like:
+        st.warning("These runs trained with different recipes (" + plain("; ".join(comparison.titles.values()))
+                   + "): their curves differ by data, length or batch as much as by net. Compare runs of one "
+                   "recipe to see what the nets do.", icon=":material/compare_arrows:")
     pick, axis = st.columns([3, 2], vertical_alignment="bottom")
     curve = pick.segmented_control("Curve", list(CURVES), format_func=lambda k: CURVES[k][2], default="test_err",
                                    required=True, key="compare_curve") or "test_err"
     with axis:
         x = panels.x_axis_picker("compare_x")
-    table, column, _ = CURVES[curve]
-    frame = tables[table].rename(columns={column: curve})
-    if table == "steps":
-        frame = running_mean(frame, curve, by=("run", "model"))
+    frame = comparison.curve(curve)
     if frame.empty:
         st.info(f"The chosen runs have no {CURVES[curve][2].lower()} records yet.")
     overlay = charts.overlay_figure(frame, curve, x, theme.scale())
     theme.show_chart(overlay, key="compare-overlay",
-                     caption="Hover to read values; drag to zoom (double-click resets)." +
-                     (" Per-batch curves show a running mean." if table == "steps" else ""))
+                     caption="Hover to read values; drag to zoom (double-click resets). The legend groups each "
+                     "run's models under the run and its recipe." +
+                     (" Per-batch curves show a running mean." if CURVES[curve][0] == "steps" else ""))
 
     st.subheader("Difference")
     series = {f"{run} · {display_name(model)}": (run, model)
@@ -136,8 +107,7 @@ def page() -> None:
                          "plain net with the shallow one.")
 
     st.subheader("Final numbers")
-    finals = final_numbers(tables["steps"], tables["evals"], tables["models"])
-    finals.insert(0, "run", finals["run_id"].map(names))
+    finals = comparison.finals()
     st.dataframe(shown_finals(finals.drop(columns="run_id")), hide_index=True, width="stretch",
                  column_config=FINAL_COLUMNS)
     st.caption("Errors in %. Batch training error: the mean over the last steps' batches (augmented when the run "
@@ -150,7 +120,7 @@ def page() -> None:
                          "lockstep on the same batches): plain nets rise with depth, residual nets do not.")
     elif len(run_ids) > 1:
         st.caption("The depth chart draws one run's models, or one sweep (below): pick a single run to see it.")
-    for run, lesions in tables["lesions"].groupby("run", sort=False):
+    for run, lesions in comparison.tables["lesions"].groupby("run", sort=False):
         theme.show_chart(charts.lesion_figure(lesions, scale=theme.scale()), key=f"compare-lesions-{run}",
                          caption=f"{plain(run)}: test error with one block removed at test time (Veit et al. 2016). "
                          "Residual nets degrade gracefully, plain nets collapse to chance.")
@@ -168,6 +138,3 @@ def page() -> None:
         for column_, (label, (data, file_name, mime)) in zip(columns, exports.items()):
             column_.download_button(label, data, file_name=file_name, mime=mime, on_click="ignore", width="stretch")
 
-
-if __name__ == "__main__":
-    main()

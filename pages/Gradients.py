@@ -3,7 +3,8 @@
 A layer-by-step heatmap of gradient norms (or weight norms, or update-to-weight ratios) on a log colour scale,
 fitted to all recorded steps or to a window; the per-layer profile at any probe step; and the per-layer response
 std of He et al. 2015 Fig. 7, measured with the probe batch's own statistics. A model that diverged stops at the
-step it did. The page refreshes every two seconds while its run trains, reading only the new probe rows.
+step it did. It opens on the link's run, or the Lab's, or the pinned reference run (the classic demo with probes),
+and refreshes every `REFRESH_SECONDS` while its run trains, reading only the new probe rows.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import streamlit as st
 
 from explorer.config import display_name
 from explorer.palette import twin_pair
-from explorer.ui import charts, session, theme
-from explorer.ui.app import main
+from explorer.ui import charts, figures, session, theme
+from explorer.ui.session import plain
 
 METRICS = {"grad_norm": "Gradient norm", "weight_norm": "Weight norm", "update_ratio": "Update / weight"}
 
@@ -71,7 +72,9 @@ def gradients(run_id: str) -> None:
     left, right = st.columns(2)
     with left:
         theme.show_chart(charts.layer_profile(probes, metric, step, scale=theme.scale(), models=shown),
-                         key="gradients-profile", caption=f"{METRICS[metric]} of every layer at step {step}.")
+                         key="gradients-profile", caption=f"{METRICS[metric]} of every layer at step {step}.",
+                         summary=figures.profile_summary(probes[probes["model"].isin(shown)], metric,
+                                                         METRICS[metric], step))
     with right:
         theme.show_chart(charts.layer_profile(probes, "response_std", step, ordered, theme.scale(), models=shown),
                          key="gradients-response",
@@ -80,21 +83,38 @@ def gradients(run_id: str) -> None:
                          "running statistics are not used: early on they lag the weights and inflate responses "
                          "by orders of magnitude). He et al. 2015 (Fig. 7) found residual layers respond more "
                          "weakly than plain ones. A net that starts as the identity (zero-initialised branches) "
-                         "shows every second layer at 0 until its BN gains grow.")
+                         "shows every second layer at 0 until its BN gains grow.",
+                         summary=figures.CHARTS["responses"].summary(
+                             figures.RunTables(steps=pd.DataFrame(), evals=pd.DataFrame(),
+                                               probes=probes[probes["step"] <= step], models=pd.DataFrame(),
+                                               lesions=pd.DataFrame())))
+
+
+REFERENCE = "degradation"  # the pinned reference run the page opens on: the classic demo, recorded with probes
+REFRESH_SECONDS = 10.0  # a live run's views redraw this often (a rerun each: this page is not the class's live view)
+
+
+def opening_run() -> str | None:
+    """The run the page opens on: the link's, else this session's Lab run when it has probes, else the pinned
+    reference run (the classic demo recorded with probes), never an arbitrary newest run without any."""
+    wanted = session.url_run() or st.session_state.get("lab_run")
+    if wanted and session.has_probes(wanted):
+        return wanted
+    return session.recorded_run_of(REFERENCE)
 
 
 def page() -> None:
     st.title("Gradients")
     st.caption("Each layer's gradient, weights and response, recorded every few steps on a fixed probe batch.")
-    wanted = session.url_run() or st.session_state.get("lab_run")
-    picked = session.pick_runs("gradients_run", session.runs_table(), default=[wanted] if wanted else [],
+    opening = opening_run()
+    picked = session.pick_runs("gradients_run", session.runs_table(), default=[opening] if opening else [],
                                multi=False, label="Run")
     if not picked:
         return
     run_id = picked[0]
+    if run_id == session.recorded_run_of(REFERENCE):
+        st.caption(f"Showing the reference run: the classic demo recorded on "
+                   f"{plain(session.recorded_facts(run_id).get('device', 'a GPU'))}. Pick any run above.")
     session.sync_url({session.RUN_KEY: run_id})
-    st.fragment(run_every=2.0 if session.is_polling(run_id) else None)(gradients)(run_id)
+    st.fragment(run_every=REFRESH_SECONDS if session.is_polling(run_id) else None)(gradients)(run_id)
 
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,8 @@
 
 The configuration, the run id and (for its owner) the run's key live in the URL, so a reload or a shared link shows
 the same run and the same settings. Training happens in a worker process: this page queues runs, sends the owner's
-controls through the store, and polls the store once a second while the run is waiting or training.
+controls through the store; while the run waits or trains, live elements draw it (explorer/ui/live), which poll the
+app's own routes, so a viewer costs the server a cached answer per change, not a script rerun per second.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from explorer.config import Config, ConfigError
 from explorer.estimate import Estimate
 from explorer.states import Control, RunState
 from explorer.ui import config_form, panels, session
-from explorer.ui.app import main
 from explorer.ui.session import plain
 
 LAB_RUN = "lab_run"
@@ -69,8 +69,13 @@ def _assess(config_json: str) -> tuple[str, Estimate | None, str]:
         return "", None, str(error)
 
 
-def estimate_line(config: Config) -> Estimate | None:
+def estimate_line(config: Config, replaying: bool = False) -> Estimate | None:
+    """The estimate of `config`, or why this server refuses it: an error when the visitor is setting up a run, a
+    quiet note when the form only shows a stored run being replayed (nobody asked to train it again)."""
     _, cost, refusal = _assess(config.to_json())
+    if refusal and replaying:
+        st.caption(f"Training this configuration again is not possible on this server: {plain(refusal)}")
+        return None
     if refusal:
         st.error(f"This run cannot start here: {plain(refusal)}")
         return None
@@ -160,7 +165,8 @@ def page() -> None:
         config_form.preset_picker(lambda key: session.recorded_run_of(key), watch)
         with st.expander("Configuration", expanded=run_id is None):
             config = config_form.config_form()
-        cost = estimate_line(config) if config is not None else None
+        replaying = run_id is not None and config == replayable(session.stored_config(run_id))
+        cost = estimate_line(config, replaying) if config is not None else None
 
     row = session.run_row(run_id)
     state = RunState(row["status"]) if row else None
@@ -173,31 +179,18 @@ def page() -> None:
                 "order. Or replay a recorded run of a preset.")
     else:
         x = panels.x_axis_picker("lab_x")
-
-        @st.fragment(run_every=1.0 if state.active else None)
-        def live() -> None:
-            now = panels.status_line(run_id)
-            if now is not state:
-                st.rerun()  # started, paused, finished or stopped: redraw the buttons, stop polling when done
+        if state.active:  # drawn by live elements that extend themselves: no rerun per poll
+            panels.live_run(run_id, state, owner, x, signal_key="lab-signal")
+        else:
+            panels.status_line(run_id)
             tables = panels.run_tables(run_id)
-            upto = panels.timeline(run_id, tables) if now.final else None
+            upto = panels.timeline(run_id, tables)
             curves, diagram = st.columns([3, 2])
             with curves:
                 panels.show_run_charts(run_id, x, "lab-top", upto, layout=[["errors"]], tables=tables)
             with diagram:
                 panels.diagram_panel(run_id, "lab", tables)
-            if not state.active:
-                panels.show_run_charts(run_id, x, "lab", upto, tables=tables)
-
-        # Below the fold, loss, learning rate and the per-layer profiles of a live run redraw every 5 s: building
-        # them every second doubled the server's CPU per poll (bench/app_serving.py).
-        @st.fragment(run_every=5.0)
-        def details() -> None:
-            panels.show_run_charts(run_id, x, "lab")
-
-        live()
-        if state.active:
-            details()
+            panels.show_run_charts(run_id, x, "lab", upto, tables=tables)
         show_verdict(run_id)
         if state.final and state is not RunState.FAILED:
             with st.expander("Loss landscape (Li et al. 2018)"):
@@ -209,6 +202,3 @@ def page() -> None:
     key = session.owner_key() if owner else ""
     session.sync_url({**query, session.RUN_KEY: run_id or "", session.OWNER_KEY: key})
 
-
-if __name__ == "__main__":
-    main()

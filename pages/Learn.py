@@ -13,7 +13,7 @@ from explorer.claims import CLAIMS, Claim
 from explorer.config import ModelConfig
 from explorer.diagram import model_dot
 from explorer.ui import config_form, panels, session
-from explorer.ui.app import link, main, switch
+from explorer.ui.nav import link, switch
 from explorer.ui.session import plain
 
 DEMO_MODELS = {"plain20", "plain56", "resnet20", "resnet56"}
@@ -80,6 +80,3 @@ def page() -> None:
     link("architecture", "See the blocks", ":material/account_tree:")
     link("gradients", "Look at the gradients", ":material/gradient:")
 
-
-if __name__ == "__main__":
-    main()

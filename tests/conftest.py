@@ -15,5 +15,5 @@ def isolated_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
     for name in ("EXPLORER_DATA_ROOTS", "EXPLORER_HOSTED", "EXPLORER_MEMORY_LIMIT", "EXPLORER_MAX_JOB_SECONDS",
                  "EXPLORER_MAX_QUEUED_PER_OWNER", "EXPLORER_MAX_QUEUED", "EXPLORER_CHECKPOINT_SECONDS",
-                 "EXPLORER_OWNER_KEY"):
+                 "EXPLORER_OWNER_KEY", "EXPLORER_PUBLIC_URL"):
         monkeypatch.delenv(name, raising=False)

@@ -4,6 +4,7 @@ and Debian's headless Chromium driven by Playwright."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def app_server(folder: Path, **env: str) -> Iterator[str]:
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
+        cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -48,12 +49,12 @@ def app_server(folder: Path, **env: str) -> Iterator[str]:
                     raise RuntimeError(f"streamlit did not start: {(folder / 'server.log').read_text()[-2000:]}")
                 time.sleep(0.5)
         yield url
-    finally:
-        server.terminate()
+    finally:  # the server and its embedded workers (its process group): none trains on after the test
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(20)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
         log.close()
 
 

@@ -7,10 +7,13 @@ store with made-up records.
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
 import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
 from explorer import jobs, lessons
@@ -18,6 +21,8 @@ from explorer.config import Config
 from explorer.states import RunState
 from explorer.store import RunStore
 from explorer.ui import config_form, panels, session
+from explorer.ui.live import api
+from explorer.ui.live.feed import Feed
 from support import tiny_config, train
 
 TINY = {"models": "plain8,resnet8", "subset": "200", "test": "100", "batch": "32", "steps": "60", "probe": "5",
@@ -26,7 +31,7 @@ GPU_DEGRADATION = "assets/recorded/gpu/degradation"
 
 
 def page(name: str, query: dict[str, str] | None = None, state: dict | None = None) -> AppTest:
-    app = AppTest.from_string(f"from explorer.ui.app import register_pages\nregister_pages()\n"
+    app = AppTest.from_string(f"from explorer.ui import nav\nfrom pages import PAGES\nnav.register(PAGES)\n"
                               f"from pages.{name} import page\npage()", default_timeout=120)
     app.query_params.update(query or {})
     for key, value in (state or {}).items():
@@ -42,7 +47,6 @@ def store(tmp_path, monkeypatch) -> RunStore:
     monkeypatch.setenv("EXPLORER_WORKERS", "0")
     for cached in (session.get_store, config_form.cifar10_location, config_form.sources_offered):
         cached.clear()
-    panels._live_tables.clear()
     panels._figure.clear()
     yield session.get_store()
     session.get_store.clear()
@@ -73,6 +77,12 @@ def add_run(store: RunStore, query: dict[str, str] = TINY, steps: int = 30, stat
                                                              "stage1.0.layer2.conv", "classifier.0"])]
     store.append(run_id, **rows)
     return run_id
+
+
+def live_elements(app: AppTest) -> list[dict]:
+    """The data of every live element on the page (what its browser code polls for)."""
+    return [json.loads(e.proto.json) for e in app.get("bidi_component")
+            if e.proto.component_name == "resnet_explorer_live"]
 
 
 def texts(app: AppTest) -> str:
@@ -111,7 +121,10 @@ def test_train_queues_a_run_owned_by_this_session_and_a_viewer_cannot_control_it
     run_id = runs.run_id.iloc[0]
     assert app.query_params["run"] == run_id and app.query_params["key"] == app.session_state["key"]
     assert jobs.holds_key(store.run(run_id), app.session_state["key"])
-    assert "waiting" in texts(app) and "position 1" in texts(app)
+    status = next(e for e in live_elements(app) if e["kind"] == "status")
+    assert status["url"] == f"/api/runs/{run_id}/live" and status["rendered"] == "queued" and status["owner"]
+    line = json.loads(Feed.of(store).run(run_id).payload([], -1))["status"]
+    assert line["state"] == "queued" and line["parts"][0] == "position 1 in the queue"
     assert app.button(key="cancel").label == "Cancel"
 
     viewer = page("Lab", query={"run": run_id})
@@ -159,11 +172,18 @@ def test_hosted_mode_refuses_a_run_too_big_with_the_figure(store, monkeypatch):
     assert app.button(key="train").disabled
 
 
-def test_compare_opens_on_the_recorded_classic_demo_until_a_run_is_trained_here(store):
-    references = [session.recorded_run_of("degradation", kind) for kind in ("gpu", "cpu")]
-    assert page("Compare").session_state["compare_runs"] == references  # not a sweep's seeds, not any newest run
+def test_compare_opens_like_for_like_runs_never_a_gpu_run_beside_a_cpu_one(store):
+    gpu = session.recorded_run_of("degradation", "gpu")
+    opened = page("Compare")
+    assert opened.session_state["compare_runs"] == [gpu]  # not a sweep's seeds, not the CPU recording beside it
+    assert not opened.warning
     mine = add_run(store)
-    assert page("Compare").session_state["compare_runs"] == [mine]
+    same_recipe = add_run(store, {**TINY, "seed": "7"})
+    other_recipe = add_run(store, {**TINY, "subset": "500"})
+    assert page("Compare").session_state["compare_runs"] == [other_recipe]  # the newest, and none is like it
+    mixed = page("Compare", query={"runs": f"{mine},{other_recipe}"})
+    assert any("different recipes" in w.value for w in mixed.warning)
+    assert not page("Compare", query={"runs": f"{mine},{same_recipe}"}).warning
 
 
 def test_compare_shows_a_dash_never_none_and_draws_depth_for_one_run_only(store):
@@ -195,42 +215,36 @@ def test_a_trained_run_shows_its_live_diagram_summary_and_weights_download(store
     assert any(b.label == "Trained weights (.pt)" for b in app.get("download_button"))
 
 
-def test_classroom_votes_are_counted_and_only_the_teacher_reveals(store):
+def test_classroom_students_join_by_code_vote_through_the_route_and_only_the_teacher_reveals(store):
     teacher = page("Classroom")
     teacher.button(key="open_lesson").click().run()
     lesson_id, key = teacher.query_params["lesson"], teacher.query_params["key"]
-    students = [page("Classroom", query={"lesson": lesson_id}) for _ in range(3)]
-    for student, choice in zip(students, ("plain20", "plain20", "plain56")):
-        student.radio(key="vote_choice").set_value(choice).run()
-        student.button(key="vote").click().run()
-        assert "Your vote" in texts(student)
+    code = lessons.lesson_row(store, lesson_id)["code"]
+    assert f"Lesson code: **{code}**" in texts(teacher)
+    assert any(f"/join/{code}" in block.value for block in teacher.code)  # the QR code's link, copyable
+    assert [e["url"] for e in live_elements(teacher) if e["kind"] == "tally"] == [f"/api/lessons/{lesson_id}"]
+
+    joined = page("Classroom", query={"join": code.lower()})  # typed on a phone, any case
+    assert joined.query_params["lesson"] == lesson_id
+    student = page("Classroom", query={"lesson": lesson_id})
+    (ballot,) = [e for e in live_elements(student) if e["kind"] == "ballot"]
+    assert ballot["options"] == lessons.LESSONS["deeper-plain"].options and ballot["phase"] == "voting"
+    with TestClient(Starlette(routes=api.Routes(lambda: store).routes())) as client:
+        for voter, choice in (("phone-0001", "plain20"), ("phone-0002", "plain20"), ("phone-0003", "plain56")):
+            assert client.post(f"/api/lessons/{lesson_id}/vote", json={"voter": voter, "choice": choice}).is_success
     assert lessons.tally(store, lesson_id) == {"plain20": 2, "plain56": 1, "same": 0}
     with pytest.raises(KeyError):
-        students[0].button(key="reveal_recorded")
+        student.button(key="reveal_recorded")
     teacher = page("Classroom", query={"lesson": lesson_id, "key": key})
     teacher.button(key="reveal_recorded").click().run()
-    assert "Answer: Plain-20" in texts(teacher)
-    assert "Answer: Plain-20" in texts(students[2].run())
-
-
-def test_a_student_joins_a_lesson_by_typing_its_code(store):
-    teacher = page("Classroom")
-    teacher.button(key="open_lesson").click().run()
-    lesson_id = teacher.query_params["lesson"]
-    code = lessons.lesson_row(store, lesson_id)["code"]
-    assert f"type the code **{code}**" in texts(teacher)
-    student = page("Classroom")
-    student.text_input(key="join_code").input("nope1")
-    student.button(key="join").click().run()
-    assert "no lesson here has the code" in texts(student) and "lesson" not in student.query_params
-    student.text_input(key="join_code").input(f" {code[:2].lower()} {code[2:]} ")
-    student.button(key="join").click().run()
-    assert student.query_params["lesson"] == lesson_id and "Your prediction" in [r.label for r in student.radio]
+    assert "Answer: Plain-20" in texts(teacher) and "2 Plain-20 · 1 Plain-56 · 0 About the same" in texts(teacher)
+    assert "Answer: Plain-20" in texts(student.run())
+    assert [e["phase"] for e in live_elements(student) if e["kind"] == "ballot"] == ["revealed"]
 
 
 def test_compares_difference_defaults_to_the_gap_within_one_run_not_across_runs(store):
     references = [session.recorded_run_of("degradation", kind) for kind in ("gpu", "cpu")]
-    app = page("Compare")
+    app = page("Compare", query={"runs": ",".join(references)})
     first, second = app.selectbox(key="compare_a").value, app.selectbox(key="compare_b").value
     assert "Plain-56" in first and "Plain-20" in second
     assert first.split(" · ")[0] == second.split(" · ")[0]  # the same run: the degradation gap, not GPU vs CPU

@@ -6,6 +6,7 @@ import pytest
 
 from explorer import metrics
 from explorer.ui import charts
+from explorer.ui.charts import as_plotly
 
 MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 
@@ -57,7 +58,7 @@ def test_downsample_bounds_points_and_keeps_the_last_one():
 
 def test_error_figure_puts_families_side_by_side_with_train_dashed_and_test_solid():
     steps, evals, _ = tables()
-    fig = charts.error_figure(steps, evals, x="epoch")
+    fig = as_plotly(charts.error_figure(steps, evals, x="epoch"))
     assert [a.text for a in fig.layout.annotations] == ["Plain nets", "Residual nets"]
     assert len(fig.data) == 2 * len(MODELS)
     train = [t for t in fig.data if t.line.dash == "dash"]
@@ -72,53 +73,53 @@ def test_error_figure_puts_families_side_by_side_with_train_dashed_and_test_soli
 
 def test_long_histories_are_downsampled_in_every_curve():
     steps, evals, _ = tables(steps=10_000, layers=2, probe_every=1000, per_epoch=100)
-    fig = charts.error_figure(steps, evals, x="step")
+    fig = as_plotly(charts.error_figure(steps, evals, x="step"))
     assert max(len(t.x) for t in fig.data) <= charts.MAX_POINTS
     assert all(t.x[-1] >= 9_999 for t in fig.data if t.line.dash == "dash")  # the latest step is drawn
 
 
 def test_metric_figure_smooths_and_uses_a_log_axis_for_loss():
     steps, _, _ = tables()
-    raw = charts.metric_figure(steps, "loss", smoothed=False)
-    smooth = charts.metric_figure(steps, "loss", smoothed=True)
+    raw = as_plotly(charts.metric_figure(steps, "loss", smooth=False))
+    smooth = as_plotly(charts.metric_figure(steps, "loss", smooth=True))
     assert raw.layout.yaxis.type == "log"
     assert np.std(np.diff(smooth.data[0].y)) < np.std(np.diff(raw.data[0].y))
-    assert charts.lr_figure(steps).data[0].y[0] == pytest.approx(0.1) and len(charts.lr_figure(steps).data) == 1
+    assert as_plotly(charts.lr_figure(steps)).data[0].y[0] == pytest.approx(0.1) and len(as_plotly(charts.lr_figure(steps)).data) == 1
 
 
 def test_heatmap_shares_one_log_colour_scale_and_windows_it():
     _, _, probes = tables()
-    fig = charts.probe_heatmap(probes, "grad_norm", ["plain56", "resnet56"])
+    fig = as_plotly(charts.probe_heatmap(probes, "grad_norm", ["plain56", "resnet56"]))
     assert len(fig.data) == 2 and {t.coloraxis for t in fig.data} == {"coloraxis"}
     logs = np.log10(probes.loc[probes["model"].isin(["plain56", "resnet56"]), "grad_norm"])
     assert fig.layout.coloraxis.cmin == pytest.approx(logs.min())
     assert fig.layout.coloraxis.cmax == pytest.approx(logs.max())
     assert np.asarray(fig.data[0].z).shape == (6, 12)  # layers x probe steps
-    window = charts.probe_heatmap(probes, "grad_norm", ["plain56"], step_range=(100, 110), scale_to="window")
+    window = as_plotly(charts.probe_heatmap(probes, "grad_norm", ["plain56"], step_range=(100, 110), scale_to="window"))
     assert list(window.data[0].x) == [100, 110]
     assert window.layout.coloraxis.cmax < fig.layout.coloraxis.cmax  # fitted to the late, smaller gradients
-    kept = charts.probe_heatmap(probes, "grad_norm", ["plain56"], step_range=(100, 110), scale_to="all")
+    kept = as_plotly(charts.probe_heatmap(probes, "grad_norm", ["plain56"], step_range=(100, 110), scale_to="all"))
     assert kept.layout.coloraxis.cmax == pytest.approx(fig.layout.coloraxis.cmax)
 
 
 def test_heatmap_columns_are_bounded():
     probes = pd.DataFrame({"model": "plain20", "step": np.repeat(np.arange(2000), 3),
                            "layer": np.tile(np.arange(3), 2000), "layer_name": "conv", "grad_norm": 1.0})
-    fig = charts.probe_heatmap(probes, "grad_norm")
+    fig = as_plotly(charts.probe_heatmap(probes, "grad_norm"))
     assert np.asarray(fig.data[0].z).shape[1] <= charts.MAX_HEATMAP_COLUMNS
 
 
 def test_layer_profile_reads_the_last_probe_at_or_before_the_step():
     _, _, probes = tables()
-    fig = charts.layer_profile(probes, "weight_norm", step=25)
+    fig = as_plotly(charts.layer_profile(probes, "weight_norm", step=25))
     assert len(fig.data) == len(MODELS)
     assert set(fig.data[0].y) == {5.0 + 20}  # probes at 0, 10, 20, 30: step 25 shows step 20
-    fig7 = charts.layer_profile(probes, "response_std", sort=True)
+    fig7 = as_plotly(charts.layer_profile(probes, "response_std", sort=True))
     assert list(fig7.data[0].y) == sorted(fig7.data[0].y, reverse=True) and fig7.layout.yaxis.type == "linear"
     with_classifier = probes.assign(layer_name=np.where(probes["layer"] == 5, "classifier.0", probes["layer_name"]))
-    assert len(charts.layer_profile(with_classifier, "response_std").data[0].y) == 5  # conv layers only (Fig. 7)
-    assert len(charts.layer_profile(with_classifier, "grad_norm").data[0].y) == 6
-    picked = charts.layer_profile(probes, "grad_norm", models=["plain56"])
+    assert len(as_plotly(charts.layer_profile(with_classifier, "response_std")).data[0].y) == 5  # conv layers only (Fig. 7)
+    assert len(as_plotly(charts.layer_profile(with_classifier, "grad_norm")).data[0].y) == 6
+    picked = as_plotly(charts.layer_profile(probes, "grad_norm", models=["plain56"]))
     assert [t.name for t in picked.data] == ["Plain-56"]  # named for people
     assert picked.data[0].line.color == charts.model_colors(MODELS)["plain56"]  # the run's colours, not the subset's
 
@@ -126,9 +127,9 @@ def test_layer_profile_reads_the_last_probe_at_or_before_the_step():
 def test_difference_figure_subtracts_the_interpolated_second_curve():
     first = pd.DataFrame({"step": [0, 10, 20], "loss": [3.0, 2.0, 1.0]})
     second = pd.DataFrame({"step": [0, 20], "loss": [1.0, 0.0]})
-    fig = charts.difference_figure(first, second, "loss", "step", ("a", "b"))
+    fig = as_plotly(charts.difference_figure(first, second, "loss", "step", ("a", "b")))
     assert list(fig.data[0].y) == pytest.approx([2.0, 1.5, 1.0])
-    assert "a − b" in fig.layout.title.text
+    assert "a<br>minus b" in fig.layout.title.text
 
 
 def test_final_numbers_has_one_row_per_model_with_the_last_evaluation():
@@ -147,7 +148,7 @@ def test_final_numbers_has_one_row_per_model_with_the_last_evaluation():
 def test_depth_sweep_draws_one_line_per_family_in_depth_order():
     finals = pd.DataFrame({"model": ["plain56", "plain20", "plain32", "resnet20", "resnet56"],
                            "batch_train_err": [30.0, 10.0, 15.0, 9.0, 7.0]})
-    fig = charts.depth_sweep_figure(finals)
+    fig = as_plotly(charts.depth_sweep_figure(finals))
     assert [t.name for t in fig.data] == ["Plain nets", "Residual nets"]
     assert list(fig.data[0].x) == [20, 32, 56] and list(fig.data[0].y) == [10.0, 15.0, 30.0]
     assert fig.data[0].line.color == charts.FAMILY_COLORS["plain"]
@@ -156,7 +157,7 @@ def test_depth_sweep_draws_one_line_per_family_in_depth_order():
 def test_lesion_figure_takes_the_intact_row_as_baseline():
     lesions = pd.DataFrame({"model": ["resnet20"] * 4, "block": [-1, 0, 1, 2],
                             "block_name": ["none", "b0", "b1", "b2"], "test_err": [10.0, 12.0, 40.0, 11.0]})
-    fig = charts.lesion_figure(lesions)
+    fig = as_plotly(charts.lesion_figure(lesions))
     assert list(fig.data[0].x) == [0, 1, 2]
     lines = sorted(shape.y0 for shape in fig.layout.shapes)
     assert lines == [10.0, 90.0]  # intact net, chance
@@ -164,8 +165,8 @@ def test_lesion_figure_takes_the_intact_row_as_baseline():
 
 def test_style_scales_fonts_and_html_is_standalone():
     steps, evals, _ = tables(steps=40)
-    normal = charts.error_figure(steps, evals, scale=1.0)
-    big = charts.error_figure(steps, evals, scale=1.5)
+    normal = as_plotly(charts.error_figure(steps, evals, scale=1.0))
+    big = as_plotly(charts.error_figure(steps, evals, scale=1.5))
     assert big.layout.font.size == pytest.approx(1.5 * normal.layout.font.size)
     assert big.layout.height > normal.layout.height
     page = charts.figure_html(normal)
@@ -175,7 +176,23 @@ def test_style_scales_fonts_and_html_is_standalone():
 
 def test_builders_accept_empty_tables():
     steps, evals, probes = tables(steps=20)
-    fig = charts.error_figure(steps.iloc[0:0], evals.iloc[0:0])
+    fig = as_plotly(charts.error_figure(steps.iloc[0:0], evals.iloc[0:0]))
     assert len(fig.data) == 0
-    assert len(charts.layer_profile(probes.iloc[0:0]).data) == 0
-    assert len(charts.probe_heatmap(probes.iloc[0:0], models=[]).data) == 0
+    assert len(as_plotly(charts.layer_profile(probes.iloc[0:0])).data) == 0
+    assert len(as_plotly(charts.probe_heatmap(probes.iloc[0:0], models=[])).data) == 0
+
+
+def test_values_spanning_decades_get_a_log_axis_and_the_outlier_is_named_in_numbers():
+    from explorer.ui import figures
+
+    steps, evals, probes = tables()
+    outlier = probes.assign(response_std=np.where((probes.model == "plain56") & (probes.layer == 0), 24.0, 1.0))
+    assert as_plotly(charts.layer_profile(outlier, "response_std")).layout.yaxis.type == "log"
+    assert as_plotly(charts.layer_profile(probes, "response_std")).layout.yaxis.type == "linear"
+    spread = evals.assign(test_err=np.linspace(0.5, 90, len(evals)))  # errors span decades too: still linear
+    assert as_plotly(charts.metric_figure(spread, "test_err")).layout.yaxis.type == "linear"
+    empty = pd.DataFrame()
+    summary = figures.CHARTS["responses"].summary(
+        figures.RunTables(steps=empty, evals=empty, probes=outlier, models=empty, lesions=empty))
+    assert "Plain-56's conv0 reads 24, 24x the other nets' median layer (1)" in summary
+    assert "large early gradients (up to" in summary

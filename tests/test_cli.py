@@ -119,3 +119,45 @@ def test_controlling_a_run_needs_its_owner_key(tmp_path, capsys):
     assert code == 0 and "stop requested" in out
     code, out, _ = cli(tmp_path, capsys, "runs", "--json")
     assert json.loads(out)[0]["status"] == "cancelled"  # stopped before a worker claimed it
+
+
+def write_pets(root) -> None:
+    """A flat ImageFolder: 5 PNGs of a colour per class, no train/ or test/ (4 train, 1 test each)."""
+    from PIL import Image
+
+    for name, colour in (("cat", (200, 40, 40)), ("dog", (40, 200, 40))):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (36, 36), colour).save(root / name / f"{i:04d}.png")
+
+
+def test_data_dir_reaches_the_checks_and_the_worker_without_the_environment(tmp_path, capsys, monkeypatch):
+    import os
+
+    write_pets(tmp_path / "mypets")
+    before = os.environ["EXPLORER_DATA_DIR"]  # the tests' empty data directory
+    flags = ["--models", "resnet8", "--data", "mypets", "--batch", "4", "--steps", "2", "--device", "cpu",
+             "--threads", "1"]
+    code, out, err = cli(tmp_path, capsys, "--data-dir", str(tmp_path / "mypets"), "train", *flags,
+                         "--subset", "8", "--test", "2")
+    assert code == 0, err
+    assert "finished" in err and os.environ["EXPLORER_DATA_DIR"] == before
+    code, _, err = cli(tmp_path, capsys, "--data-dir", str(tmp_path / "mypets"), "train", *flags, "--subset", "10",
+                       "--test", "2")
+    assert code == 2 and "use subset <= 8" in err  # refused before it is queued
+    code, _, err = cli(tmp_path, capsys, "train", *flags, "--subset", "8", "--test", "2")
+    assert code == 2 and "unknown data source 'mypets'" in err  # without --data-dir it is not here
+    code, out, _ = cli(tmp_path, capsys, "runs", "--json")
+    assert [r["status"] for r in json.loads(out)] == ["finished"]
+
+
+def test_a_malformed_stored_progress_is_shown_blank_and_said(tmp_path):
+    from explorer.cli.follow import progress_line
+    from explorer.states import RunState
+    from explorer.trainer import Progress
+
+    with pytest.warns(RuntimeWarning, match="stored progress '\\[1, 2\\]' is malformed"):
+        blank = Progress.from_json("[1, 2]", RunState.RUNNING)
+    assert "step 0/0" in progress_line(blank)
+    with pytest.warns(RuntimeWarning, match="malformed"):
+        Progress.from_json('{"step": "many", "diverged": 3}', RunState.RUNNING)

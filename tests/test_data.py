@@ -5,6 +5,7 @@ synthetic set, BatchStream and normalisation."""
 import hashlib
 import os
 import pickle
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -15,8 +16,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from explorer import data, decode
-from explorer.config import CIFAR10_CLASSES, DataConfig
+from explorer import data
+from explorer.data import cache, decode, layout, sources
+from explorer.config import CIFAR10_CLASSES, MAX_IMAGES, DataConfig
 from explorer.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -276,8 +278,8 @@ def test_cache_is_used_then_invalidated_by_a_changed_file(tmp_path, monkeypatch)
     def no_decoding(*args):
         raise AssertionError("decoded again although the cache was valid")
 
-    original = data._decode_images
-    monkeypatch.setattr(data, "_decode_images", no_decoding)
+    original = cache._decode_images
+    monkeypatch.setattr(cache, "_decode_images", no_decoding)
     second = load_data(folder())
     assert torch.equal(first.train_x, second.train_x) and torch.equal(first.test_y, second.test_y)
 
@@ -286,14 +288,14 @@ def test_cache_is_used_then_invalidated_by_a_changed_file(tmp_path, monkeypatch)
     os.utime(changed, ns=(10**18, 10**18))
     with pytest.raises(AssertionError, match="decoded again"):
         load_data(folder())
-    monkeypatch.setattr(data, "_decode_images", original)
+    monkeypatch.setattr(cache, "_decode_images", original)
     third = load_data(folder())
     assert mean_colour(third.train_x[0]).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_batches_cache_skips_unpickling(cifar_dir, monkeypatch):
     first = load_data(cifar())
-    monkeypatch.setattr(data, "_read_batch", lambda path: pytest.fail("read a batch although the cache was valid"))
+    monkeypatch.setattr(cache, "_read_batch", lambda path: pytest.fail("read a batch although the cache was valid"))
     assert torch.equal(load_data(cifar()).train_x, first.train_x)
 
 
@@ -600,3 +602,126 @@ def test_the_written_out_checksums_and_extensions_are_torchvisions():
     listed = dict(torchvision.datasets.CIFAR10.train_list + torchvision.datasets.CIFAR10.test_list)
     assert listed == data.BATCH_MD5
     assert set(data.IMG_EXTENSIONS) == set(IMG_EXTENSIONS)
+
+
+# --- a flat ImageFolder (class folders at the top), split here -----------------------------------------------------
+
+def write_flat(root: Path, counts: dict[str, int]) -> None:
+    """Class folders at the top of `root`, `counts[class]` PNGs each, no train/ or test/."""
+    for label, (name, count) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.new("RGB", (40, 36), class_colour(label)).save(root / name / f"{i:04d}.png")
+
+
+def held_out(source: str) -> dict[str, list[str]]:
+    """Class -> the names of its test files, as the source's split puts them."""
+    found = layout.folder_files(data.locate_source(source))
+    return {name: [e.name for e in files] for name, files in zip(found.classes, found.test)}
+
+
+def test_a_flat_imagefolder_is_offered_split_and_loaded(tmp_path, monkeypatch):
+    write_flat(image_root(tmp_path, monkeypatch, "pets"), {"cat": 30, "dog": 12, "eel": 2})
+    assert available_sources()["pets"] == "image folder 'pets' (ImageFolder, 20% of each class held out for testing)"
+    assert data.source_classes("pets") == ["cat", "dog", "eel"]
+    full = data.load_full("pets")
+    assert full.kind == "folder" and full.classes == ["cat", "dog", "eel"]
+    train_counts, test_counts = torch.bincount(full.train_y).tolist(), torch.bincount(full.test_y).tolist()
+    assert [a + b for a, b in zip(train_counts, test_counts)] == [30, 12, 2]  # every image once, in one split
+    assert test_counts[2] == 1 and min(test_counts) >= 1  # a class of 2 still tests on one image
+    assert 2 <= test_counts[0] <= 12  # about 20% of 30, by the hash of each path
+    assert data.source_sizes("pets") == (sum(train_counts), sum(test_counts),
+                                         {c: (a, b) for c, a, b in zip(full.classes, train_counts, test_counts)})
+    result = load_data(DataConfig(source="pets", subset=2, test_subset=2, classes=("eel", "cat")))
+    assert result.classes == ["eel", "cat"] and torch.bincount(result.test_y).tolist() == [1, 1]
+    colours = mean_colour(result.train_x)  # labels follow the folders
+    assert colours[result.train_y == 0, 0].eq(class_colour(2)[0]).all()
+
+
+def test_the_split_is_the_same_on_every_machine_and_stays_when_files_are_added(tmp_path, monkeypatch):
+    write_flat(tmp_path / "here" / "pets", {"cat": 30, "dog": 12})
+    write_flat(tmp_path / "there" / "pets", {"cat": 30, "dog": 12})
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", f"a={tmp_path / 'here' / 'pets'},b={tmp_path / 'there' / 'pets'}")
+    first = held_out("a")
+    assert first == held_out("b")  # decided by relative paths, not by where the folder lies
+    # SHA-256 of "cat/0004.png" etc., not Python's per-process salted hash: these exact files, on any machine
+    assert first == {"cat": ["0004.png", "0006.png", "0022.png", "0024.png", "0025.png", "0028.png"],
+                     "dog": ["0004.png", "0007.png"]}
+    for i in range(30, 60):
+        Image.new("RGB", (8, 8)).save(tmp_path / "here" / "pets" / "cat" / f"{i:04d}.png")
+    grown = held_out("a")
+    before = {f"{i:04d}.png" for i in range(30)}
+    assert set(grown["cat"]) & before == set(first["cat"])  # no file moved, either way
+    assert len(grown["cat"]) > len(first["cat"]) and grown["dog"] == first["dog"]
+    assert data.data_fingerprint("a") != data.data_fingerprint("b")  # b holds fewer files
+
+
+def test_the_fingerprint_and_the_cache_cover_the_split_rule(tmp_path, monkeypatch):
+    write_flat(image_root(tmp_path, monkeypatch, "pets"), {"cat": 20, "dog": 20})
+    monkeypatch.setattr(sources, "FINGERPRINT_SECONDS", 0.0)
+    before, loaded = data.data_fingerprint("pets"), data.load_full("pets")
+    monkeypatch.setattr(layout, "TEST_FRACTION", 0.5)
+    assert data.data_fingerprint("pets") != before
+    assert len(data.load_full("pets").test_y) > len(loaded.test_y)  # split again, not the cached split
+    flat = data.data_fingerprint("pets")
+    assert data.data_fingerprint("pets") == flat  # and stable
+
+
+def test_a_flat_class_of_one_image_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    write_flat(image_root(tmp_path, monkeypatch, "pets"), {"cat": 5, "dog": 1})
+    with pytest.raises(DataError, match=r"dog holds 1 image: a class needs at least 2 .*add images"):
+        load_data(DataConfig(source="pets", subset=2, test_subset=2))
+
+
+def test_a_data_dir_that_is_a_flat_imagefolder_is_offered_under_its_name(tmp_path, monkeypatch):
+    root = tmp_path / "Holiday Photos"
+    write_flat(root, {"beach": 4, "hill": 4})
+    monkeypatch.setenv("EXPLORER_DATA_DIR", str(root))
+    assert "holiday-photos" in available_sources()
+    assert data.source_sizes("holiday-photos").n_train + data.source_sizes("holiday-photos").n_test == 8
+
+
+def test_source_sizes_count_without_decoding_and_recount_when_a_folder_changes(tmp_path, monkeypatch):
+    root = image_root(tmp_path, monkeypatch, "pets")
+    write_imagefolder(root, ["cat", "dog"], train=6, test=3)
+    monkeypatch.setattr(cache, "_decode_images", lambda *a: pytest.fail("decoded to count"))
+    sizes = data.source_sizes("pets")
+    assert sizes == (12, 6, {"cat": (6, 3), "dog": (6, 3)}) and sizes.limits(("dog",)) == (6, 3)
+    monkeypatch.setattr(layout, "folder_files", lambda location: pytest.fail("counted again"))
+    assert data.source_sizes("pets") == sizes  # unchanged folders: from the cache
+    monkeypatch.undo()
+    monkeypatch.setenv("EXPLORER_DATA_ROOTS", f"pets={root}")
+    Image.new("RGB", (8, 8)).save(root / "train" / "cat" / "extra.png")
+    os.utime(root / "train" / "cat", ns=(10**18, 10**18))  # the folder's mtime moves on, whatever the clock's grain
+    assert data.source_sizes("pets").classes == {"cat": (7, 3), "dog": (6, 3)}
+    assert data.source_sizes("synthetic").limits() == (MAX_IMAGES, MAX_IMAGES)
+    assert data.source_sizes("cifar10").limits(("cat", "dog")) == (10_000, 2_000)  # not here: official sizes
+
+
+def test_check_fits_refuses_what_the_data_cannot_give_before_anything_is_queued(tmp_path, monkeypatch):
+    write_imagefolder(image_root(tmp_path, monkeypatch, "pets"), ["cat", "dog"], train=16, test=4)
+    data.check_fits(DataConfig(source="pets", subset=32, test_subset=8))
+    with pytest.raises(DataError, match="subset 33 is larger than the data.*use subset <= 32"):
+        data.check_fits(DataConfig(source="pets", subset=33, test_subset=8))
+    with pytest.raises(DataError, match="test_subset 10 .*use test_subset <= 8"):
+        data.check_fits(DataConfig(source="pets", subset=32, test_subset=10))
+    with pytest.raises(DataError, match="unknown class 'cow'.*cat, dog"):
+        data.check_fits(DataConfig(source="pets", subset=2, test_subset=2, classes=("cow", "cat")))
+    with pytest.raises(DataError, match="unknown data source 'fish'"):
+        data.check_fits(DataConfig(source="fish"))
+    data.check_fits(DataConfig(source="synthetic", subset=100_000, test_subset=50_000))
+
+
+def test_the_sources_module_never_imports_torch(tmp_path):
+    """The web server asks for sources, classes, sizes and fingerprints without PyTorch (import and call)."""
+    write_flat(tmp_path / "pets", {"cat": 3, "dog": 3})
+    code = ("import sys, explorer.data.sources\n"
+            "from explorer.data import (DataError, available_sources, data_fingerprint, data_roots, find_cifar10,\n"
+            "    locate_source, resolve_data_dir, source_classes, source_sizes, check_fits)\n"
+            "from explorer.config import DataConfig\n"
+            "assert 'pets' in available_sources() and source_classes('pets') == ['cat', 'dog']\n"
+            "check_fits(DataConfig(source='pets', subset=4, test_subset=2)); data_fingerprint('pets')\n"
+            "print(source_sizes('pets').n_train + source_sizes('pets').n_test, 'torch' in sys.modules)\n")
+    env = {**os.environ, "EXPLORER_DATA_ROOTS": f"pets={tmp_path / 'pets'}", "PYTHONPATH": str(Path.cwd())}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.split() == ["6", "False"], result.stderr

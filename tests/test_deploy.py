@@ -173,11 +173,11 @@ def test_dockerignore_keeps_the_app_and_drops_the_heavy_folders():
         parts = Path(path).parts
         prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
         return any(fnmatch.fnmatch(prefix, p) or fnmatch.fnmatch(prefix, p.removeprefix("**/"))
-                   or fnmatch.fnmatch(Path(prefix).name, p.removeprefix("**/"))
-                   for p in patterns for prefix in prefixes)
+                   or (p.startswith("**/") and fnmatch.fnmatch(Path(prefix).name, p.removeprefix("**/")))
+                   for p in patterns for prefix in prefixes)  # as Docker: only **/ patterns match below the root
 
-    for needed in ("streamlit_app.py", "explorer/store.py", "explorer/data.py", "pages/Lab.py", "requirements.txt",
-                   ".streamlit/config.toml", "docker/entrypoint.sh", "assets/recorded"):
+    for needed in ("streamlit_app.py", "explorer/store.py", "explorer/data/sources.py", "pages/Lab.py",
+                   "requirements.txt", ".streamlit/config.toml", "docker/entrypoint.sh", "assets/recorded"):
         assert not ignored(needed), f".dockerignore drops {needed}, which the image needs"
     for heavy in (".venv", "runs", "data", ".git", ".gpu", "reports", "out", "explorer/__pycache__/x.pyc"):
         assert ignored(heavy), f".dockerignore lets {heavy} into the build context"

@@ -16,6 +16,7 @@ from explorer.step import loss_and_error
 from explorer.store import RunStore
 from explorer.trainer import batch_statistics
 from explorer.ui import charts
+from explorer.ui.charts import as_plotly
 from explorer.ui.figures import CHARTS, RunTables
 from support import tiny_config, train
 
@@ -177,12 +178,12 @@ def test_the_1d_summary_names_the_barrier_and_the_monotone_fall():
 def test_2d_figure_puts_the_twins_side_by_side_on_one_colour_scale_and_levels(trained):
     store, run_id = trained
     plane = landscape.compute(store, run_id, spec("2d"), budget_s=None, device="cpu").frame
-    fig = charts.landscape_2d_figure(plane)
+    fig = as_plotly(charts.landscape_2d_figure(plane))
     contours = [t for t in fig.data if t.type == "contour"]
     assert len(contours) == 2 and {t.coloraxis for t in contours} == {"coloraxis"}
     assert contours[0].contours.start == contours[1].contours.start
     assert [a.text for a in fig.layout.annotations] == ["Plain-8", "ResNet-8"]
-    line = charts.landscape_1d_figure(line_frame())
+    line = as_plotly(charts.landscape_1d_figure(line_frame()))
     assert line.layout.yaxis.type == "log" and sum(t.showlegend for t in line.data) == 2
     tables = RunTables.read(store, run_id)
     assert len(tables.landscape_2d) == 18 and "on the grid" in CHARTS["landscape_2d"].summary(tables)

@@ -18,6 +18,7 @@ from explorer.states import RunState
 from explorer.store import RunStore, StoreError
 from explorer.sweep import SweepError, SweepSpec
 from explorer.ui import charts
+from explorer.ui.charts import as_plotly
 from explorer.worker import Worker
 from support import OWNER, submit, tiny_config, tiny_sweep
 
@@ -305,7 +306,7 @@ def _summary() -> pd.DataFrame:
 
 
 def test_the_sweep_figure_draws_mean_lines_bands_and_labelled_paper_markers():
-    fig = charts.sweep_figure(_summary(), "test_err", reference=paper.reference_frame())
+    fig = as_plotly(charts.sweep_figure(_summary(), "test_err", reference=paper.reference_frame()))
     means = [t for t in fig.data if t.mode == "lines+markers"]
     assert [t.name for t in means] == ["Plain nets", "Residual nets"]
     assert list(means[1].x) == [20, 32, 44, 56] and means[1].error_y.array[0] == pytest.approx(0.3)
@@ -322,7 +323,7 @@ def test_the_sweep_figure_draws_mean_lines_bands_and_labelled_paper_markers():
 def test_the_paper_gives_no_plain_or_training_error_reference():
     references = paper.reference_frame()
     assert set(references["family"]) == {"resnet"} and set(references["metric"]) == {"test_err"}
-    fig = charts.sweep_figure(_summary(), "train_err", reference=references)
+    fig = as_plotly(charts.sweep_figure(_summary(), "train_err", reference=references))
     assert not [t for t in fig.data if t.mode == "markers"]
     assert fig.layout.yaxis.title.text == "training error (%)"
 
@@ -330,7 +331,7 @@ def test_the_paper_gives_no_plain_or_training_error_reference():
 def test_members_that_did_not_finish_are_not_drawn():
     summary = _summary()
     summary.loc[summary["depth"] == 56, ["n", "mean"]] = (0, np.nan)
-    fig = charts.sweep_figure(summary, "test_err")
+    fig = as_plotly(charts.sweep_figure(summary, "test_err"))
     assert all(56 not in list(t.x) for t in fig.data)
 
 

@@ -261,7 +261,7 @@ def test_command_line_flags(command, chosen):
 @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(str), argv_text))
 def test_budget_flag(text):
     try:
-        budget = cli._budget(text)
+        budget = cli.parse_budget(text)
     except cli.UsageError as error:
         assert "--budget" in str(error)
         return

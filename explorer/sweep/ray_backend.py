@@ -34,7 +34,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ..settings import settings
+from ..data.sources import resolve_data_dir
 from ..store import RunStore
 from .coordinator import NAMESPACE, SweepCoordinator, coordinator_name
 from .spec import RayOptions, SweepError
@@ -45,16 +45,17 @@ PRIVATE_SETTINGS = ("EXPLORER_STORE", "EXPLORER_OWNER_KEY")  # never sent to the
 COORDINATOR_LEASE_SECONDS = 30.0
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None, data_dir: str | os.PathLike | None = None) -> None:
     """Join the cluster at `address` (or start a local instance) unless this process already joined one. On a
-    cluster, the tasks get this checkout's `explorer` package and its EXPLORER_* settings (data roots by name)."""
+    cluster, the tasks get this checkout's `explorer` package and its EXPLORER_* settings (data roots by name), with
+    `data_dir` (default: this process's) as their data directory."""
     if ray.is_initialized():
         return
     if address is not None and address.startswith("ray://"):
         raise SweepError("run the sweep command on the Ray head node with --ray-address auto (or HOST:PORT): the "
                          "run store lives on the head and only the head writes it, so Ray Client (ray://) is not used")
     env = {k: v for k, v in os.environ.items() if k.startswith("EXPLORER_") and k not in PRIVATE_SETTINGS}
-    env["EXPLORER_DATA_DIR"] = str(settings().data_dir.resolve())
+    env["EXPLORER_DATA_DIR"] = str(resolve_data_dir(data_dir).resolve())
     runtime_env: dict[str, Any] = {"env_vars": env}
     if address is not None:
         runtime_env["py_modules"] = [str(Path(__file__).resolve().parents[1])]
@@ -65,10 +66,11 @@ def connect(address: str | None) -> None:
                          "give its address as --ray-address HOST:PORT") from None
 
 
-def launch(store: RunStore, sweep_id: str, address: str | None, options: RayOptions) -> None:
+def launch(store: RunStore, sweep_id: str, address: str | None, options: RayOptions,
+           data_dir: str | os.PathLike | None = None) -> None:
     """Start the sweep's coordinator on this node (the one whose disk holds the store) and its tasks. The
     coordinator is detached: it sees the sweep through after this process exits (a local instance does not)."""
-    connect(address)
+    connect(address, data_dir)
     node = ray.get_runtime_context().get_node_id()
     coordinator = SweepCoordinator.options(
         name=coordinator_name(sweep_id), namespace=NAMESPACE, lifetime="detached",

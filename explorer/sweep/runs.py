@@ -19,6 +19,7 @@ their worker's next lease renewal or, on Ray, are cancelled by the sweep's coord
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ def _ray_launcher() -> Callable[..., None]:
 
 
 def start(store: RunStore, spec: SweepSpec, owner_key: str, backend: str = "local", ray_address: str | None = None,
-          ray_options: RayOptions | None = None) -> str:
+          ray_options: RayOptions | None = None, data_dir: str | os.PathLike | None = None) -> str:
     """Record the sweep, create its members and hand them to `backend`; returns the sweep id.
 
     On Ray, ``ray_address`` names the cluster (``auto``, ``HOST:6379``); None connects to the instance this process
@@ -111,9 +112,10 @@ def start(store: RunStore, spec: SweepSpec, owner_key: str, backend: str = "loca
     waiting = RunState.SUBMITTED if launch is not None else RunState.QUEUED
     try:
         for config in members:
-            jobs.submit(store, config, owner_key, budget_s=spec.budget_s, sweep_id=sweep_id, status=waiting)
+            jobs.submit(store, config, owner_key, budget_s=spec.budget_s, sweep_id=sweep_id, status=waiting,
+                        data_dir=data_dir)
         if launch is not None:
-            launch(store, sweep_id, ray_address, ray_options or RayOptions())
+            launch(store, sweep_id, ray_address, ray_options or RayOptions(), data_dir)
     except BaseException as error:
         _abandon(store, sweep_id, error)
         raise

@@ -12,19 +12,21 @@ and seeds the widgets whenever they come back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-from explorer.config import (BLOCKS, CIFAR10_CLASSES, DEEPEST, DEVICES, INITS, OPTIMIZERS, ORDERS, PRECISIONS,
-                             QUERY_KEYS, SCHEDULES, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS, Config,
-                             ConfigError, ModelConfig, depth_rule, model_grid, valid_depths)
-from explorer.data import available_sources, find_cifar10, source_classes
+from explorer.config import (BLOCKS, CIFAR10_CLASSES, DEEPEST, DEVICES, INITS, MIN_IMAGES, OPTIMIZERS, ORDERS,
+                             PRECISIONS, QUERY_KEYS, SCHEDULES, SHORTCUT_VARIANTS, SHORTCUTS, VGG_DEPTHS, WIDTHS,
+                             Config, ConfigError, ModelConfig, depth_rule, model_grid, valid_depths)
+from explorer.data.sources import DataError, available_sources, find_cifar10, source_classes, source_sizes
 
 CONFIG_KEY = "lab_config"
 PREFIX = "cfg_"
 MODELS_KEY = PREFIX + "models"
+DATA_NOTES_KEY = "lab_data_notes"  # (source, notes): why the form lowered a subset to what the source holds
+LIMITED = {"subset": (0, "training"), "test": (1, "test")}  # URL key -> (index in SourceSizes.limits, which images)
 
 
 @dataclass(frozen=True)
@@ -133,10 +135,14 @@ def widget_values(config: Config) -> dict[str, Any]:
     return values
 
 
-def load_config(config: Config) -> None:
-    """Show `config` in the form: call it from a widget callback or before the form is drawn."""
+def load_config(config: Config) -> Config:
+    """Show `config` in the form, its subsets lowered to what its source holds (with a note saying so); returns
+    what the form shows. Call it from a widget callback or before the form is drawn."""
+    config, notes = fit_to_data(config)
     st.session_state[CONFIG_KEY] = config
+    st.session_state[DATA_NOTES_KEY] = (config.data.source, notes)
     st.session_state.update(widget_values(config))
+    return config
 
 
 def current_config() -> Config:
@@ -150,6 +156,71 @@ def config_from_widgets() -> Config:
     query = {"models": state[MODELS_KEY]}
     query.update({f.key: _query_text(state[PREFIX + f.key]) for f in FIELDS})
     return Config.from_query(query)
+
+
+# --- subsets bounded by the data ---------------------------------------------------------------------------
+def data_limits(source: str, classes: Sequence[str]) -> dict[str, int]:
+    """URL key (subset, test) -> the largest class-balanced subset of `classes` (empty: all) that `source` holds,
+    counted without decoding; {} for a source that is not here (a run on it is refused when queued)."""
+    try:
+        sizes = source_sizes(source)
+    except DataError:
+        return {}
+    limits = sizes.limits(classes)
+    return {key: max(MIN_IMAGES, limits[index]) for key, (index, _) in LIMITED.items()}
+
+
+def _fit_note(source: str, key: str, value: int, limit: int) -> str:
+    label = next(f.label for f in FIELDS if f.key == key)
+    return (f"{label} lowered from {value:,} to {limit:,}: the data set {source} holds at most {limit:,} "
+            f"{LIMITED[key][1]} images in a class-balanced set of these classes.")
+
+
+def fit_to_data(config: Config) -> tuple[Config, list[str]]:
+    """`config` with its subsets lowered to what its data source holds, and a note for each one lowered."""
+    fitted: dict[str, int] = {}
+    notes = []
+    for key, limit in data_limits(config.data.source, config.data.classes).items():
+        field_name = QUERY_KEYS[key][0][-1]
+        value = getattr(config.data, field_name)
+        if value > limit:
+            fitted[field_name] = limit
+            notes.append(_fit_note(config.data.source, key, value, limit))
+    return (replace(config, data=replace(config.data, **fitted)) if fitted else config), notes
+
+
+def _fit_widgets_to_data() -> None:
+    """Lower the subset sliders to what the chosen source holds (after the source or the classes changed)."""
+    state = st.session_state
+    source = state[PREFIX + "data"]
+    notes = []
+    for key, limit in data_limits(source, state[PREFIX + "classes"]).items():
+        if state[PREFIX + key] > limit:
+            notes.append(_fit_note(source, key, state[PREFIX + key], limit))
+            state[PREFIX + key] = limit
+    if notes:
+        state[DATA_NOTES_KEY] = (source, notes)
+
+
+def _forget_data_notes() -> None:
+    st.session_state.pop(DATA_NOTES_KEY, None)
+
+
+def _show_data_notes() -> None:
+    source, notes = st.session_state.get(DATA_NOTES_KEY, ("", []))
+    if source == st.session_state[PREFIX + "data"]:
+        for note in notes:
+            st.info(note, icon=":material/straighten:")
+
+
+def bounded_options(options: tuple, limit: int) -> list:
+    """A slider's steps up to `limit`, the most the data holds, which becomes the last step."""
+    if limit >= max(options):
+        return list(options)
+    below = [o for o in options if o < limit]
+    if len(below) < 2:  # a small data set gets steps of its own
+        below = sorted({max(MIN_IMAGES, limit // 4), max(MIN_IMAGES, limit // 2)} - {limit})
+    return [*below, limit]
 
 
 # --- the model list as a grid ------------------------------------------------------------------------------
@@ -203,8 +274,7 @@ def _draw_field(f: Field) -> None:
     if f.kind == "select":
         st.selectbox(f.label, _with_current(f.options, f.key, ordered=False), key=key, help=f.help or None)
     elif f.kind == "slider":
-        st.select_slider(f.label, _with_current(f.options, f.key, ordered=True), key=key,
-                         format_func=_number_label, help=f.help or None)
+        _draw_slider(f)
     elif f.kind == "number":
         st.number_input(f.label, min_value=0, step=1, key=key, help=f.help or None)
     elif f.kind == "toggle":
@@ -216,10 +286,24 @@ def _draw_field(f: Field) -> None:
     elif f.kind == "source":
         sources = sources_offered()
         options = _with_current(tuple(sources), f.key, ordered=False)
-        st.selectbox(f.label, options, key=key, help=f.help or None,
+        st.selectbox(f.label, options, key=key, help=f.help or None, on_change=_forget_data_notes,
                      format_func=lambda name: f"{name}: {sources.get(name, 'not available here')}")
     else:
         st.text_input(f.label, key=key, help=f.help or None)
+
+
+def _draw_slider(f: Field) -> None:
+    """A select slider; the subset sliders stop at what the chosen data source holds."""
+    state = st.session_state
+    limit = None
+    if f.key in LIMITED:
+        limit = data_limits(state[PREFIX + "data"], state[PREFIX + "classes"]).get(f.key)
+    options = tuple(bounded_options(f.options, limit)) if limit else f.options
+    st.select_slider(f.label, _with_current(options, f.key, ordered=True), key=PREFIX + f.key,
+                     format_func=_number_label, help=f.help or None,
+                     on_change=_forget_data_notes if f.key in LIMITED else None)
+    if limit is not None and limit < max(f.options):
+        st.caption(f"At most {limit:,}: what {state[PREFIX + 'data']} holds in a class-balanced set of these classes")
 
 
 def _draw_models() -> None:
@@ -258,6 +342,8 @@ def _draw_models() -> None:
 def config_form() -> Config | None:
     """Draw the form in tabs and return its configuration, or None after explaining what is wrong."""
     _seed_widgets()
+    _fit_widgets_to_data()
+    _show_data_notes()
     tabs = st.tabs(["Models", *FIELD_GROUPS])
     with tabs[0]:
         _draw_models()
@@ -333,9 +419,7 @@ def preset_of(config: Config) -> str:
 
 def load_preset(key: str) -> None:
     """Show the preset's configuration in the form and remember which preset it came from."""
-    config = preset_config(key)
-    load_config(config)
-    st.session_state[PRESET_KEY] = (key, config)
+    st.session_state[PRESET_KEY] = (key, load_config(preset_config(key)))
 
 
 def preset_picker(recorded: Callable[[str], str | None], replay: Callable[[str], None]) -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from explorer import landscape
 from explorer.config import Config, ConfigError, display_name
@@ -55,6 +54,11 @@ class RunTables:
         return {row.model: int(row.diverged_step) for row in rows.itertuples()} if len(rows) else {}
 
     @property
+    def planned(self) -> int | None:
+        """The run's planned steps, which fix how its curves are smoothed and thinned while it grows."""
+        return self.config.run_steps()[0] if self.config else None
+
+    @property
     def chance(self) -> float:
         classes = len(self.config.data.classes) if self.config else 0
         return 100.0 * (1 - 1 / (classes or 10))
@@ -63,10 +67,14 @@ class RunTables:
 @dataclass(frozen=True)
 class ChartSpec:
     title: str
-    build: Callable[[RunTables, str, float], go.Figure]  # (tables, x axis, font scale) -> figure
+    build: Callable[[RunTables, str, float], charts.Figure]  # (tables, x axis, font scale) -> figure
     caption: str
     summary: Callable[[RunTables], str]
     needs: str = "steps"  # the table that must have rows for the chart to mean anything
+    reads: tuple[str, ...] = ("steps", "models")  # the tables it is drawn from: live, rebuilt when they change
+
+
+OUTLIER = 5.0  # a layer this many times the other nets' median response is named in the Fig. 7 summary
 
 
 def _names(values: dict[str, float], unit: str = "%", digits: int = 1) -> str:
@@ -115,29 +123,52 @@ def _test_summary(t: RunTables) -> str:
             f"best: {_names(best)}.")
 
 
-def _profile_summary(metric: str, words: str) -> Callable[[RunTables], str]:
-    def summary(t: RunTables) -> str:
-        probes = t.probes[~t.probes["layer_name"].str.startswith(charts.CLASSIFIER_PREFIX)] if len(t.probes) else t.probes
-        if probes.empty:
-            return "No probes recorded yet."
-        last = probes[probes["step"] == probes["step"].max()]
-        edges = {}
-        for label, rows in last.groupby("model"):
-            rows = rows.sort_values("layer")
-            first, final = rows[metric].head(3).mean(), rows[metric].tail(3).mean()
-            edges[label] = f"{display_name(label)} {first:.3g} (first layers) vs {final:.3g} (last layers)"
-        return f"{words} at step {int(last['step'].max())}: " + "; ".join(edges[m] for m in sorted(edges, key=model_order)) + "."
-    return summary
+def _conv_probes(probes: pd.DataFrame) -> pd.DataFrame:
+    """The conv layers' probes (the classifier's would dwarf them)."""
+    return probes[~probes["layer_name"].str.startswith(charts.CLASSIFIER_PREFIX)] if len(probes) else probes
+
+
+def profile_summary(probes: pd.DataFrame, metric: str, words: str, step: int | None = None) -> str:
+    """Each model's `metric` at its last probe at or before `step` (default: the latest): the first layers against
+    the last ones, and its smallest and largest layer, in numbers."""
+    probes = _conv_probes(probes)
+    if probes.empty:
+        return "No probes recorded yet."
+    at = int(probes["step"].max()) if step is None else int(probes.loc[probes["step"] <= step, "step"].max())
+    parts = []
+    for label in sorted(probes["model"].unique(), key=model_order):
+        rows = probes[(probes["model"] == label) & (probes["step"] == at)].sort_values("layer")
+        if rows.empty:
+            continue
+        low, high = rows.loc[rows[metric].idxmin()], rows.loc[rows[metric].idxmax()]
+        parts.append(f"{display_name(label)} {rows[metric].head(3).mean():.3g} (first layers) vs "
+                     f"{rows[metric].tail(3).mean():.3g} (last layers), from {low[metric]:.3g} "
+                     f"({low['layer_name']}) to {high[metric]:.3g} ({high['layer_name']})")
+    return f"{words} at step {at}: " + "; ".join(parts) + "."
 
 
 def _response_summary(t: RunTables) -> str:
-    probes = t.probes[~t.probes["layer_name"].str.startswith(charts.CLASSIFIER_PREFIX)] if len(t.probes) else t.probes
+    """Each net's mean response std at the latest probe and, when one layer stands far above every other net's
+    layers (He et al. 2015 Fig. 7 on a linear axis would show nothing else), that layer, how far, and the largest
+    gradient its net met: with batch statistics a BN output's std is its learned scale γ and the spread of its
+    shifts β, which large early gradients push up."""
+    probes = _conv_probes(t.probes)
     if probes.empty:
         return "No probes recorded yet."
     last = probes[probes["step"] == probes["step"].max()]
     means = last.groupby("model")["response_std"].mean().to_dict()
-    return (f"Mean layer response std at step {int(last['step'].max())} (batch statistics): "
+    text = (f"Mean layer response std at step {int(last['step'].max())} (batch statistics): "
             f"{_names(means, '', 3)}.")
+    top = last.loc[last["response_std"].idxmax()]
+    others = last.loc[last["model"] != top["model"], "response_std"]
+    typical = float(others.median()) if len(others) else float(last["response_std"].median())
+    if typical > 0 and top["response_std"] > OUTLIER * typical:
+        early = probes.loc[probes["model"] == top["model"]]
+        text += (f" {display_name(top['model'])}'s {top['layer_name']} reads {top['response_std']:.3g}, "
+                 f"{top['response_std'] / typical:.0f}x the other nets' median layer ({typical:.2g}): its BN scale "
+                 f"and shift grew under that net's large early gradients (up to {early['grad_norm'].max():,.0f}, "
+                 "see Gradients), not because it normalises less.")
+    return text
 
 
 def _depth_summary(t: RunTables) -> str:
@@ -197,64 +228,71 @@ def _landscape_2d_summary(t: RunTables) -> str:
 CHARTS: dict[str, ChartSpec] = {
     "errors": ChartSpec(
         "Training error (dashed) and test error (solid)",
-        lambda t, x, s: charts.error_figure(t.steps, t.evals, x, s, diverged=t.diverged),
+        lambda t, x, s: charts.error_figure(t.steps, t.evals, x, s, diverged=t.diverged, planned=t.planned),
         "Dashed: training error on each batch (running mean); solid: test error on a fixed sample of test images, "
         "the last point on the whole test subset. Degradation: the deeper plain net (darker red) trains *worse* "
         "than the shallow one; the deeper residual net (darker blue) does not.",
-        _errors_summary),
+        _errors_summary, reads=("steps", "evals", "models")),
     "loss": ChartSpec(
-        "Training loss", lambda t, x, s: charts.metric_figure(t.steps, "loss", x, s, smoothed=True,
-                                                               diverged=t.diverged),
+        "Training loss", lambda t, x, s: charts.metric_figure(t.steps, "loss", x, s, smooth=True,
+                                                               diverged=t.diverged, planned=t.planned),
         "Log scale, running mean. A flat deep-plain curve means optimisation is stuck, not overfitting.",
         _loss_summary),
-    "lr": ChartSpec("Learning rate", lambda t, x, s: charts.lr_figure(t.steps, x, s),
-                    "The schedule every model shares: warm-up, then constant, step or cosine.", _lr_summary),
+    "lr": ChartSpec("Learning rate", lambda t, x, s: charts.lr_figure(t.steps, x, s, planned=t.planned),
+                    "The schedule every model shares: warm-up, then constant, step or cosine.", _lr_summary,
+                    reads=("steps",)),
     "test_err": ChartSpec("Test error", lambda t, x, s: charts.metric_figure(t.evals, "test_err", x, s),
                           "Test error at every evaluation (a fixed sample; the last point: the whole test subset).",
-                          _test_summary, needs="evals"),
+                          _test_summary, needs="evals", reads=("evals",)),
     "depth": ChartSpec("Final training error against depth",
                        lambda t, x, s: charts.depth_sweep_figure(_finals(t), "batch_train_err", s),
                        "One line per family over this run's models: plain nets rise with depth, residual nets do "
-                       "not.", _depth_summary),
+                       "not.", _depth_summary, reads=("steps", "evals", "models")),
     "gradients": ChartSpec(
         "Gradient norm per layer and iteration", lambda t, x, s: charts.probe_heatmap(t.probes, "grad_norm", scale=s),
         "Rows are layers from input (bottom) to output (top), columns are iterations; one log colour scale for all "
-        "panels.", _profile_summary("grad_norm", "Gradient norm"), needs="probes"),
+        "panels.", lambda t: profile_summary(t.probes, "grad_norm", "Gradient norm"), needs="probes",
+        reads=("probes",)),
     "gradient_profile": ChartSpec(
         "Gradient norm per layer at the latest probe",
         lambda t, x, s: charts.layer_profile(t.probes, "grad_norm", scale=s),
         "Gradient L2 norm of every layer: compare the early layers with the late ones, plain against residual.",
-        _profile_summary("grad_norm", "Gradient norm"), needs="probes"),
+        lambda t: profile_summary(t.probes, "grad_norm", "Gradient norm"), needs="probes", reads=("probes",)),
     "responses": ChartSpec(
         "Layer response std (He et al. 2015 Fig. 7, top)",
         lambda t, x, s: charts.layer_profile(t.probes, "response_std", scale=s),
         "Std of each conv layer's response (its BN output, before the addition and ReLU) on a fixed batch, measured "
         "with that batch's own statistics as in training. He et al. 2015 (Fig. 7) found residual layers respond "
-        "more weakly than plain ones. In a net that starts as the identity (zero-initialised branches) every "
-        "second layer reads 0 until training grows its BN gain.", _response_summary, needs="probes"),
+        "more weakly than plain ones. With batch statistics a response's std is its BN layer's learned scale γ and "
+        "the spread of its shifts β: a layer far above 1 is one whose γ and β large early gradients pushed up (the "
+        "first layers of a deep plain net), and the axis turns logarithmic when responses span decades. In a net "
+        "that starts as the identity (zero-initialised branches) every second layer reads 0 until training grows "
+        "its BN gain.", _response_summary, needs="probes",
+        reads=("probes",)),
     "responses_sorted": ChartSpec(
         "Layer response std sorted by magnitude (Fig. 7, bottom)",
         lambda t, x, s: charts.layer_profile(t.probes, "response_std", sort=True, scale=s),
         "The same responses, each net's layers sorted from largest to smallest.", _response_summary,
-        needs="probes"),
+        needs="probes", reads=("probes",)),
     "lesion": ChartSpec(
         "Test error with one block removed (Veit et al. 2016 Fig. 3)",
         lambda t, x, s: charts.lesion_figure(t.lesions, chance=t.chance, scale=s),
         "Residual nets degrade gracefully when a block is removed at test time; plain nets collapse to chance.",
-        _lesion_summary, needs="lesions"),
+        _lesion_summary, needs="lesions", reads=("lesions",)),
     "landscape_1d": ChartSpec(
         "Loss from the initial to the trained weights (Li et al. 2018)",
         lambda t, x, s: charts.landscape_1d_figure(t.landscape_1d, s),
         "The training loss at (1 − α)·initial + α·trained weights, on a fixed set of training images with batch "
         "statistics. A straight path that only falls means the net could have walked straight to its solution; a "
-        "bump is a barrier the optimiser went around.", _landscape_1d_summary, needs="landscape_1d"),
+        "bump is a barrier the optimiser went around.", _landscape_1d_summary, needs="landscape_1d",
+        reads=("landscape_1d",)),
     "landscape_2d": ChartSpec(
         "Loss surface around the trained weights (Li et al. 2018)",
         lambda t, x, s: charts.landscape_2d_figure(t.landscape_2d, s),
         "Contours of the training loss (log colour, one scale for all panels) on a plane through the trained weights "
         "(the cross) along two random directions, each filter scaled to the norm of the trained filter. Li et al. "
         "found deep plain nets' surfaces chaotic and residual nets' smooth and bowl-shaped.",
-        _landscape_2d_summary, needs="landscape_2d"),
+        _landscape_2d_summary, needs="landscape_2d", reads=("landscape_2d",)),
 }
 
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from explorer.config import display_name
 from explorer.palette import FAMILY_COLORS, family_of
-from explorer.ui.charts import CLASSIFIER_PREFIX, METRIC_TITLES, style
+from explorer.ui.charts import CLASSIFIER_PREFIX, METRIC_TITLES, Figure, figure, scatter
 
 SIGNALS = {"grad_norm": "gradient norm", "update_ratio": "update / weight", "response_std": "response std"}
 BLOCK_NAME = re.compile(r"^(stage\d+\.\d+)\.")
@@ -83,57 +82,61 @@ def _block_order(name: str) -> tuple[int, int]:
 
 
 def diagram_figure(probes: pd.DataFrame, models: list[str], step: int, signal: str = "grad_norm",
-                   scale: float = 1.0, keep: int = 3) -> go.Figure:
+                   scale: float = 1.0, keep: int = 3) -> Figure:
     """`models` side by side (plain twin first), blocks coloured by log10 of `signal` on one scale."""
-    fig = go.Figure()
     columns = {model: boxes(probes, model, step, signal, keep) for model in models}
     values = np.array([b.value for bs in columns.values() for b in bs if np.isfinite(b.value) and b.value > 0])
     low, high = (np.log10(values.min()), np.log10(values.max())) if len(values) else (-3.0, 0.0)
     if high - low < 1e-6:
         low, high = low - 0.5, high + 0.5
     tallest = max((len(bs) for bs in columns.values()), default=1)
+    data, notes = [], []
     for col, (model, bs) in enumerate(columns.items()):
         x0 = col * 3.0
         residual = family_of(model) == "resnet"
-        for row, box in enumerate(bs):
+        logged = np.array([np.log10(b.value) if np.isfinite(b.value) and b.value > 0 else np.nan for b in bs])
+        fills = _colours(logged, low, high)
+        for row, (box, z, fill) in enumerate(zip(bs, logged, fills)):
             y = -row * (BOX_HEIGHT + GAP)
-            z = np.log10(box.value) if np.isfinite(box.value) and box.value > 0 else np.nan
             label = box.name if box.blocks == 1 else f"⋮ {box.blocks} blocks"
-            fig.add_trace(go.Scatter(
-                x=[x0, x0 + 1.6, x0 + 1.6, x0, x0], y=[y, y, y - BOX_HEIGHT, y - BOX_HEIGHT, y], fill="toself",
-                mode="lines", line=dict(color="#404040", width=1), showlegend=False,
-                fillcolor=_colour(z, low, high), hoveron="fills",
-                hovertemplate=f"{display_name(model)} · {box.name}<br>{SIGNALS[signal]} {box.value:.3g}<extra></extra>"))
-            fig.add_annotation(x=x0 + 0.8, y=y - BOX_HEIGHT / 2, text=label, showarrow=False,
-                               font=dict(size=10 * scale, color="#ffffff" if np.isfinite(z) and
-                                         (z - low) / (high - low) < 0.55 else "#000000"))
+            data.append(scatter([x0, x0 + 1.6, x0 + 1.6, x0, x0], [y, y, y - BOX_HEIGHT, y - BOX_HEIGHT, y],
+                                fill="toself", mode="lines", line={"color": "#404040", "width": 1},
+                                showlegend=False, fillcolor=fill, hoveron="fills",
+                                hovertemplate=f"{display_name(model)} · {box.name}<br>{SIGNALS[signal]} "
+                                              f"{box.value:.3g}<extra></extra>"))
+            dark = np.isfinite(z) and (z - low) / (high - low) < 0.55
+            notes.append({"x": x0 + 0.8, "y": y - BOX_HEIGHT / 2, "text": label, "showarrow": False,
+                          "font": {"size": 10 * scale, "color": "#ffffff" if dark else "#000000"}})
             if residual and box.name not in ("stem", "head"):
                 bulge = x0 + 2.05
-                dash = "dash" if box.downsamples else "solid"
-                fig.add_trace(go.Scatter(
-                    x=[x0 + 1.6, bulge, bulge, x0 + 1.6], y=[y - 0.05, y - 0.15, y - BOX_HEIGHT + 0.15,
-                                                             y - BOX_HEIGHT + 0.05],
-                    mode="lines", line=dict(color=FAMILY_COLORS["resnet"], width=1.5, dash=dash, shape="spline"),
-                    hoverinfo="skip", showlegend=False))
-        fig.add_annotation(x=x0 + 0.8, y=0.55, text=f"<b>{display_name(model)}</b>", showarrow=False,
-                           font=dict(size=12 * scale))
+                data.append(scatter([x0 + 1.6, bulge, bulge, x0 + 1.6],
+                                    [y - 0.05, y - 0.15, y - BOX_HEIGHT + 0.15, y - BOX_HEIGHT + 0.05],
+                                    mode="lines", hoverinfo="skip", showlegend=False,
+                                    line={"color": FAMILY_COLORS["resnet"], "width": 1.5, "shape": "spline",
+                                          "dash": "dash" if box.downsamples else "solid"}))
+        name, _, detail = display_name(model).partition(" (")  # two lines: long names never reach the twin's
+        notes.append({"x": x0 + 0.8, "y": 0.45, "yanchor": "bottom", "showarrow": False, "font": {"size": 12 * scale},
+                      "text": f"<b>{name}</b>" + (f"<br>({detail}" if detail else "")})
     ticks = np.linspace(low, high, 5)
-    fig.add_trace(go.Scatter(  # carries the colour bar: a log scale labelled in the signal's own values
-        x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
-        marker=dict(colorscale="Viridis", cmin=low, cmax=high, color=[low], showscale=True,
-                    colorbar=dict(title=dict(text=METRIC_TITLES.get(signal, signal)), thickness=12,
-                                  tickvals=list(ticks), ticktext=[f"{10 ** t:.2g}" for t in ticks]))))
-    fig.update_xaxes(visible=False, range=[-0.3, 3.0 * len(models) - 0.4])
-    fig.update_yaxes(visible=False, range=[-tallest * (BOX_HEIGHT + GAP) - 0.1, 0.9])
-    return style(fig, scale, height=min(900, 120 + 32 * tallest))
+    data.append(scatter(  # carries the colour bar: a log scale labelled in the signal's own values
+        [None], [None], mode="markers", showlegend=False, hoverinfo="skip",
+        marker={"colorscale": "Viridis", "cmin": low, "cmax": high, "color": [low], "showscale": True,
+                "colorbar": {"title": {"text": METRIC_TITLES.get(signal, signal)}, "thickness": 12,
+                             "tickvals": ticks.tolist(), "ticktext": [f"{10 ** t:.2g}" for t in ticks]}}))
+    layout = {"xaxis": {"visible": False, "range": [-0.3, 3.0 * len(models) - 0.4]},
+              "yaxis": {"visible": False, "range": [-tallest * (BOX_HEIGHT + GAP) - 0.1, 1.4]},
+              "annotations": notes}
+    return figure(data, layout, scale, height=min(900, 120 + 32 * tallest))
 
 
-def _colour(z: float, low: float, high: float) -> str:
-    if not np.isfinite(z):
-        return "#DDDDDD"
+def _colours(logged: np.ndarray, low: float, high: float) -> list[str]:
+    """Viridis colours of log10 values on [low, high]; grey where a block has no value."""
     from plotly.colors import sample_colorscale
 
-    return sample_colorscale("Viridis", [float(np.clip((z - low) / (high - low), 0, 1))])[0]
+    finite = np.isfinite(logged)
+    sampled = iter(sample_colorscale("Viridis", np.clip((logged[finite] - low) / (high - low), 0, 1).tolist())
+                   if finite.any() else [])
+    return [next(sampled) if ok else "#DDDDDD" for ok in finite]
 
 
 def summary(probes: pd.DataFrame, models: list[str], step: int, signal: str = "grad_norm") -> str:

@@ -9,28 +9,30 @@ from __future__ import annotations
 
 import shlex
 import tempfile
-import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from explorer import jobs
 from explorer.checkpoints import weights_bytes
 from explorer.config import Config
 from explorer.estimate import format_seconds
-from explorer.memory import format_bytes
 from explorer.states import RunState
 from explorer.store import RunStore, StoreError
 from explorer.palette import twin_pair
-from explorer.ui import charts, figures, live_diagram, theme
+from explorer.ui import charts, figures, live_diagram, status, theme
 from explorer.ui.config_form import cifar10_location, sources_offered
+from explorer.ui.live import element
+from explorer.ui.live.feed import DIAGRAM, Feed, View
+from explorer.ui.status import with_records
 from explorer.ui.session import get_store, hosted, plain, progress, recorded_facts, run_row
 
 X_AXES = {"epoch": "epochs", "step": "iterations", "wall": "seconds"}
 LIVE_CHARTS = [["loss", "lr"], ["responses", "gradient_profile"]]
+DIAGRAM_CAPTION = ("Each block coloured by the mean of its layers' probe signal, one log colour scale for both nets; "
+                   "arcs are shortcuts (dashed: subsample and zero-pad). Long stages collapse their middle blocks.")
 
 
 # --- data and workers ------------------------------------------------------------------------------------------
@@ -58,53 +60,10 @@ def data_banner() -> None:
 
 
 # --- a run's tables and figures, shared by every viewer --------------------------------------------------------
-class _LiveTables:
-    """One run's tables in this server process, extended on each read with the rows recorded since (a lock per run:
-    Streamlit runs each browser's script in its own thread)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.status: str | None = None
-        self.tables: figures.RunTables | None = None
-
-
-@st.cache_resource(max_entries=64, ttl=3600, show_spinner=False)
-def _live_tables(run_id: str) -> _LiveTables:
-    return _LiveTables()
-
-
-SORT_KEYS = {"steps": ["model", "step"], "evals": ["model", "step"], "probes": ["model", "step", "layer"]}
-
-
-def _extended(store: RunStore, run_id: str, name: str, old: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
-    """`old` with the rows recorded since. Each model's rows of a table arrive in step order, so everything after
-    the step every model has reached is read again (rows a flush rewrote included); a model with no rows yet
-    means a full read."""
-    if old.empty or set(models["model"]) - set(old["model"].unique()):
-        return getattr(store, name)(run_id)
-    since = int(old.groupby("model")["step"].max().min())
-    new = getattr(store, name)(run_id, since_step=since)
-    kept = old[old["step"] <= since]
-    if new.empty:
-        return kept if len(kept) < len(old) else old
-    return pd.concat([kept, new], ignore_index=True).sort_values(SORT_KEYS[name], kind="stable", ignore_index=True)
-
-
 def run_tables(run_id: str) -> figures.RunTables:
-    """The run's tables now: a full read when its status changed (a resumed run may rewrite rows; a finished one
-    gains its lesion study), else the held tables plus the rows recorded since."""
-    store = get_store()
-    status = store.run(run_id)["status"]
-    entry = _live_tables(run_id)
-    with entry.lock:
-        if entry.tables is None or entry.status != status:
-            entry.tables, entry.status = figures.RunTables.read(store, run_id), status
-        else:
-            held = entry.tables
-            models = store.models(run_id)
-            entry.tables = replace(held, models=models, **{
-                name: _extended(store, run_id, name, getattr(held, name), models) for name in SORT_KEYS})
-        return entry.tables
+    """The run's tables now, read once per server process for every viewer and extended with only the rows
+    recorded since (`explorer.ui.live.feed`)."""
+    return Feed.of(get_store()).tables(run_id)
 
 
 def last_step(tables: figures.RunTables) -> int:
@@ -113,7 +72,7 @@ def last_step(tables: figures.RunTables) -> int:
 
 @st.cache_resource(max_entries=256, ttl=3600, show_spinner=False)
 def _figure(run_id: str, latest_step: int, status: str, name: str, x: str, scale: float, upto: int,
-            _tables: figures.RunTables) -> tuple[go.Figure, str]:
+            _tables: figures.RunTables) -> tuple[charts.Figure, str]:
     """A chart of the run as of `latest_step` and its summary in numbers (`latest_step` is the cache key; `_tables`
     is that snapshot, not hashed)."""
     tables = _until(_tables, upto) if upto < latest_step else _tables
@@ -142,7 +101,7 @@ def show_run_charts(run_id: str, x: str, key: str, upto: int | None = None,
                     layout: list[list[str]] | None = None, tables: figures.RunTables | None = None) -> None:
     """The run's charts (registry entries), each with its caption and a one-sentence summary of its numbers."""
     tables = tables if tables is not None else run_tables(run_id)
-    latest, status = last_step(tables), _live_tables(run_id).status
+    latest, status = last_step(tables), run_row(run_id)["status"]
     if tables.steps.empty:
         st.info("No steps recorded yet: the charts appear with the first ones.")
         return
@@ -172,9 +131,7 @@ def diagram_panel(run_id: str, key: str, tables: figures.RunTables | None = None
         else steps[0]
     theme.show_chart(live_diagram.diagram_figure(tables.probes, models, step, signal, theme.scale()),
                      key=f"{key}-diagram",
-                     caption="Each block coloured by the mean of its layers' probe signal, one log colour scale for "
-                     "both nets; arcs are shortcuts (dashed: subsample and zero-pad). Long stages collapse their "
-                     "middle blocks.", summary=live_diagram.summary(tables.probes, models, step, signal))
+                     caption=DIAGRAM_CAPTION, summary=live_diagram.summary(tables.probes, models, step, signal))
 
 
 def landscape_panel(run_id: str, key: str) -> None:
@@ -214,60 +171,53 @@ def x_axis_picker(key: str) -> str:
 
 
 # --- status --------------------------------------------------------------------------------------------------
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
-
-
-def _progress_from_records(run_id: str, p):
-    tables = run_tables(run_id)
-    if tables.steps.empty or tables.config is None:
-        return p
-    step, wall = int(tables.steps["step"].max()) + 1, float(tables.steps["wall"].max())
-    total, _ = tables.config.run_steps()
-    return replace(p, step=step, total_steps=total, epoch=float(tables.steps["epoch"].max()), elapsed_s=wall,
-                   images_per_s=step * tables.config.optim.batch_size / wall if wall > 0 else 0.0)
-
-
 def status_line(run_id: str) -> RunState:
-    """The run's state as the store has it: queue position, or step, epoch, speed, device, GPU memory, data, ETA;
-    for a finished recording, where it was recorded. Returns the state."""
+    """The run's status line as the store has it (see `explorer.ui.status`); returns its state."""
     row = run_row(run_id)
     if row is None:
         st.error("This run is no longer in the run store.")
         return RunState.FAILED
     state, p = RunState(row["status"]), progress(row)
     if p.total_steps == 0 and state.final:  # a recorded run: its progress is read off its records
-        p = _progress_from_records(run_id, p)
-    if state is RunState.QUEUED:
-        place = jobs.queue_place(get_store(), run_id)
-        ahead = f" · about {format_seconds(place.ahead_seconds)} of training ahead on {place.workers} worker" \
-                f"{'s' if place.workers > 1 else ''}" if place else ""
-        st.markdown(f"**waiting** · position {place.position if place else '?'} in the queue{ahead} · estimated "
-                    f"{format_seconds(row['estimate_s'] or 0)} once it starts")
-        return state
-    memory = f" · GPU memory {format_bytes(p.gpu_memory_bytes)}" if p.gpu_memory_bytes else ""
-    when = f"ETA {_duration(p.eta_s)}" if state is RunState.RUNNING else f"trained {_duration(p.elapsed_s)}"
-    facts = recorded_facts(run_id)
-    origin = f" · recorded {plain(facts['created'][:10])}" if facts.get("created") else ""
-    st.markdown(f"**{state}** · step {p.step:,} / {p.total_steps:,} · epoch {p.epoch:.1f} · "
-                f"{p.images_per_s:,.0f} images/s · {plain(row['device'] or 'device pending')}{memory} · "
-                f"{plain(row['data_source'])} · {when}{origin}")
-    if state.live or state is RunState.CLAIMED:
-        st.progress(min(1.0, p.step / max(1, p.total_steps)))
-    if p.diverged:
-        st.warning(f"Diverged (loss became non-finite or exploded; their curves end in an X, the others go on): "
-                   f"{plain(', '.join(p.diverged))}")
-    if state is RunState.INTERRUPTED:
-        st.warning("**Interrupted:** its worker stopped answering (killed, crashed or restarted). Every record up "
-                   "to its last save is kept; its owner can resume it from the last checkpoint.")
-    elif state is RunState.FAILED and row["error"]:
-        st.error(f"The run failed: {plain(row['error'])}")
-    elif state is RunState.DIVERGED:
-        st.error("Every model diverged: lower the learning rate (or add a warm-up) and train again.")
+        tables = run_tables(run_id)
+        if len(tables.steps) and tables.config is not None:
+            p = with_records(p, last_step(tables), float(tables.steps["epoch"].max()),
+                             float(tables.steps["wall"].max()), tables.config.run_steps()[0],
+                             tables.config.optim.batch_size)
+    place = jobs.queue_place(get_store(), run_id) if state is RunState.QUEUED else None
+    created = recorded_facts(run_id).get("created", "")
+    line = status.status_line(row, p, place, recorded=created[:10])
+    st.markdown(f"**{line.state}** · {plain(' · '.join(line.parts))}")
+    if line.fraction is not None:
+        st.progress(line.fraction)
+    if line.notice:
+        (st.error if line.notice_level == "error" else st.warning)(plain(line.notice))
     return state
+
+
+def live_run(run_id: str, state: RunState, owner: bool, x: str, signal_key: str) -> None:
+    """A run that is waiting or training, drawn by live elements: its status line, the error curves beside the
+    block diagram, then loss, learning rate and the per-layer profiles. Each extends itself from the app's routes;
+    this page reruns only when the run's state changes."""
+    scale = theme.scale()
+    element.status(run_id, str(state), owner, key=f"status-{run_id}")
+    curves, diagram = st.columns([3, 2])
+    with curves:
+        live_chart(run_id, "errors", x, scale)
+    with diagram:
+        signal = st.selectbox("Colour by", list(live_diagram.SIGNALS), format_func=live_diagram.SIGNALS.get,
+                              key=signal_key)
+        element.chart(run_id, View(DIAGRAM, x, scale, signal), key=f"diagram-{run_id}")
+        st.caption(DIAGRAM_CAPTION)
+    for names in LIVE_CHARTS:
+        for column, name in zip(st.columns(len(names)), names):
+            with column:
+                live_chart(run_id, name, x, scale)
+
+
+def live_chart(run_id: str, name: str, x: str, scale: float) -> None:
+    element.chart(run_id, View(name, x, scale), key=f"live-{run_id}-{name}")
+    st.caption(figures.CHARTS[name].caption)
 
 
 # --- downloads -----------------------------------------------------------------------------------------------

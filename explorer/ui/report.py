@@ -22,6 +22,7 @@ from explorer.estimate import Estimate
 from explorer.metrics import final_numbers
 from explorer.presets import Preset
 from explorer.store import RunStore
+from explorer.ui.charts import as_plotly
 from explorer.ui.figures import CHARTS, RunTables, has_data
 from explorer.verdicts import Verdict
 
@@ -108,7 +109,7 @@ def _charts_html(tables: RunTables, names: tuple[str, ...]) -> str:
         spec = CHARTS[name]
         if not has_data(spec, tables):
             continue
-        figure = spec.build(tables, "epoch", 1.0).update_layout(title=dict(text=spec.title, x=0))
+        figure = as_plotly(spec.build(tables, "epoch", 1.0)).update_layout(title=dict(text=spec.title, x=0))
         parts.append(figure.to_html(full_html=False, include_plotlyjs=inline_js, default_height="440px"))
         parts.append(f"<p class='summary'>{_e(spec.summary(tables))}</p>")
         inline_js = False

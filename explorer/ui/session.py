@@ -28,6 +28,7 @@ from explorer.settings import SettingsError, settings
 from explorer.states import Control, RunState
 from explorer.store import RunStore, StoreError, valid_run_id
 from explorer.trainer import Progress
+from explorer.ui.theme import url_params
 
 RUN_KEY = "run"
 OWNER_KEY = "key"
@@ -155,7 +156,7 @@ def stored_config(run_id: str) -> Config | None:
 
 def sync_url(query: Mapping[str, str]) -> None:
     """Make the address bar show exactly `query` (written only when it changed, so the history stays clean)."""
-    wanted = {key: str(value) for key, value in query.items() if value not in (None, "")}
+    wanted = {key: str(value) for key, value in {**query, **url_params()}.items() if value not in (None, "")}
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
 
@@ -206,6 +207,12 @@ def pick_runs(key: str, runs: pd.DataFrame, default: list[str], multi: bool = Tr
         return st.multiselect(label, list(names), default=chosen, format_func=names.get, key=key)
     picked = st.selectbox(label, list(names), index=list(names).index(chosen[0]), format_func=names.get, key=key)
     return [picked] if picked else []
+
+
+def has_probes(run_id: str) -> bool:
+    """Whether the run has per-layer probes: the trainer probes at step 0 whenever it probes at all (one indexed
+    read)."""
+    return run_row(run_id) is not None and not get_store().probes(run_id, step=0).empty
 
 
 def is_polling(run_id: str | None) -> bool:

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import plotly.graph_objects as go
-
 from explorer.store import RunStore
+from explorer.ui.charts import Figure, as_plotly
 from explorer.ui.figures import CHARTS, RunTables, has_data
 
 FORMATS = ("png", "svg")
@@ -119,7 +118,7 @@ def _browser_failed(error: Exception) -> StaticExportError:
                              "that BROWSER_PATH or chromium on PATH starts (chromium --headless --version)")
 
 
-def figure_image(fig: go.Figure, fmt: str = "png", width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT,
+def figure_image(fig: Figure, fmt: str = "png", width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT,
                  scale: float = DEFAULT_SCALE) -> bytes:
     """The figure as PNG or SVG bytes (starts a browser for this one image: about 3 s)."""
     options = ImageOptions(fmt, width, height, scale)
@@ -129,7 +128,7 @@ def figure_image(fig: go.Figure, fmt: str = "png", width: int = DEFAULT_WIDTH, h
 
     try:
         with _quiet_browser():
-            return kaleido.calc_fig_sync(fig, opts=options.kaleido(), kopts=kopts)
+            return kaleido.calc_fig_sync(as_plotly(fig), opts=options.kaleido(), kopts=kopts)
     except ChromeNotFoundError as error:
         raise _browser_failed(error) from None
 
@@ -158,7 +157,7 @@ def export_charts(store: RunStore, run_id: str, out: Path, options: ImageOptions
     return written
 
 
-async def _render(figures: dict[str, go.Figure], out: Path, options: ImageOptions, kopts: dict
+async def _render(figures: dict[str, Figure], out: Path, options: ImageOptions, kopts: dict
                   ) -> list[ExportedChart]:
     import kaleido
 
@@ -167,6 +166,6 @@ async def _render(figures: dict[str, go.Figure], out: Path, options: ImageOption
         for name, fig in figures.items():
             started = time.perf_counter()
             path = out / f"{name}.{options.fmt}"
-            path.write_bytes(await browser.calc_fig(fig, opts=options.kaleido()))
+            path.write_bytes(await browser.calc_fig(as_plotly(fig), opts=options.kaleido()))
             written.append(ExportedChart(name, path, time.perf_counter() - started))
     return written

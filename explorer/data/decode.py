@@ -1,7 +1,8 @@
 """Decoding image files to 32x32 RGB uint8 arrays, in worker processes when there are many.
 
-Kept apart from `explorer.data` so that the decoding processes import only PIL and NumPy (a second or less), not
-PyTorch. CIFAR-10's 60,000 small JPEGs take about 20 s on one core; one process per core divides that.
+Kept apart from the rest of `explorer.data` so that the decoding processes import only PIL, NumPy and the torch-free
+`explorer.data.layout` (a second or less), not PyTorch. CIFAR-10's 60,000 small JPEGs take about 20 s on one core;
+one process per core divides that.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-IMAGE_SIZE = 32
+from explorer.data.layout import IMAGE_SIZE
+
 PARALLEL_FROM = 8000  # fewer files decode faster in this process than processes start
 CHUNK = 2500
 
