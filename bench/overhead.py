@@ -1,7 +1,7 @@
 """Overhead of the instrumented lockstep trainer against a bare loop of the same training step, side by side.
 
 Both train freshly built models on the same batches (one `BatchStream`, same seed) with the trainer's own step
-function (`explorer.step.TrainStep`: the same autocast, memory format, CUDA graphs and fused optimiser), so the
+function (`explorer.step.lockstep_steps`: the same autocast, memory format, CUDA graphs and fused optimiser), so the
 difference is what the trainer adds: probes, evaluations, recording and the store writer. The configuration is the
 degradation preset as users run it on the device (its data, batch, precision, and the probe and evaluation spacing
 sized for the whole run), cut to `--steps` steps. Both are timed from the first step to the end of the last
@@ -29,7 +29,7 @@ from explorer.data import BatchStream, ImageData, load_data
 from explorer.device import DevicePolicy
 from explorer.models import build_model
 from explorer.presets import PRESETS
-from explorer.step import TrainStep, learning_rate, make_optimizer
+from explorer.step import learning_rate, lockstep_steps, make_optimizer
 from explorer.store import RunStore
 from explorer.trainer import Trainer
 
@@ -44,9 +44,10 @@ def preset_slice(models: list[str], device: str, data_source: str, steps: int) -
 
 def bare_loop(config: Config, data: ImageData, policy: DevicePolicy) -> float:
     """Seconds for the run's steps with nothing but the training step."""
-    models = [policy.to_device(build_model(m, num_classes=len(data.classes), seed=config.seed))
-              for m in config.models]
-    steps = [TrainStep(m, make_optimizer(m, config.optim, policy), policy) for m in models]
+    models = {m.label: policy.to_device(build_model(m, num_classes=len(data.classes), seed=config.seed))
+              for m in config.models}
+    steps = list(lockstep_steps(models, {label: make_optimizer(m, config.optim, policy) for label, m in models.items()},
+                                policy).values())
     stream = BatchStream(data, config.optim.batch_size, config.data.augment, policy.device, seed=config.seed,
                          channels_last=policy.channels_last)
     total, per_epoch = config.run_steps()
@@ -94,7 +95,11 @@ def compare(config: Config, data: ImageData, rounds: int, store: RunStore) -> Co
     policy = DevicePolicy.resolve(config)
     policy.apply()
     images = config.optim.steps * config.optim.batch_size * len(config.models)
-    bare_loop(replace(config, optim=replace(config.optim, steps=min(20, config.optim.steps))), data, policy)  # warm-up
+    warmup = replace(config, optim=replace(config.optim, steps=min(20, config.optim.steps)))
+    bare_loop(warmup, data, policy)
+    # the trainer's probe and evaluation batches have shapes of their own, which cuDNN tunes once per process: a
+    # one-off cost that a short timed run would count as overhead of every step
+    trainer_loop(replace(warmup, probe_every=2, eval_every=10), data, policy, store)
     result = Comparison(",".join(config.labels), [], [])
     for _ in range(rounds):
         result.bare.append(images / bare_loop(config, data, policy))

@@ -172,6 +172,7 @@ def _rerun(query: str) -> bytes:
 @dataclass
 class Page:
     elements: list[dict] = field(default_factory=list)  # the live elements' data
+    texts: list[str] = field(default_factory=list)  # every Markdown, caption and alert body drawn
     runs: int = 0  # script runs this session did (first load included)
 
 
@@ -189,8 +190,11 @@ async def open_page(url: str, query: dict[str, str], page: Page, timeout: float 
         kind = message.WhichOneof("type")
         if kind == "delta" and message.delta.WhichOneof("type") == "new_element":
             element = message.delta.new_element
-            if element.WhichOneof("type") == "bidi_component":
+            kind = element.WhichOneof("type")
+            if kind == "bidi_component":
                 page.elements.append(json.loads(element.bidi_component.json))
+            elif kind in ("markdown", "alert"):
+                page.texts.append(getattr(element, kind).body)
         elif kind == "script_finished":
             page.runs += 1
             if message.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY:

@@ -66,12 +66,17 @@ class DevicePolicy:
     cuda_graphs: bool
     streams: bool
     deterministic: bool
+    # Batched twins (explorer.twins): models of identical parameter shapes share one forward and backward. Off by
+    # default (on a CPU it won 1.16x at a quarter width and lost 0.65x at full width; bench/gpu_suite.py measures a
+    # GPU); EXPLORER_BATCHED_TWINS=1 turns it on.
+    batched_twins: bool = False
 
     @classmethod
     def resolve(cls, config: Config, *, cuda_graphs: bool | None = None, streams: bool | None = None,
-                deterministic: bool | None = None) -> "DevicePolicy":
+                deterministic: bool | None = None, batched_twins: bool | None = None) -> "DevicePolicy":
         """The policy of `config` on this machine. Graphs, streams and determinism default to the environment's
-        EXPLORER_CUDA_GRAPHS, EXPLORER_CUDA_STREAMS and EXPLORER_DETERMINISTIC (benchmarks pass them explicitly)."""
+        EXPLORER_CUDA_GRAPHS, EXPLORER_CUDA_STREAMS and EXPLORER_DETERMINISTIC (benchmarks pass them explicitly);
+        batched twins to EXPLORER_BATCHED_TWINS (off when unset)."""
         device = resolve_device(config.device)
         cuda = device.type == "cuda"
         bf16 = config.precision == "bf16" or (config.precision == "auto" and (cuda or cpu_has_bf16_units()))
@@ -84,6 +89,7 @@ class DevicePolicy:
             streams=cuda and (_env_switch("EXPLORER_CUDA_STREAMS", False) if streams is None else streams),
             deterministic=not cuda or (_env_switch("EXPLORER_DETERMINISTIC", False)
                                        if deterministic is None else deterministic),
+            batched_twins=_env_switch("EXPLORER_BATCHED_TWINS", False) if batched_twins is None else batched_twins,
         )
 
     @property

@@ -1,11 +1,13 @@
 """Headless reproduction: run a preset to the end, judge its prediction, write the report; record runs as bundles.
 
     reproduce("degradation", budget_s=90, data_source="cifar10", out=Path("report.html"), store=RunStore())
+    reproduce("table6", data_source="cifar10", device="cuda")   # He et al. 2015 Table 6, about 3.5 min on an H200
 
 A preset's run is submitted like any other job (`explorer.jobs.submit`) and trained by a local worker in this
 process. `record` reproduces several presets and exports each run as a compact bundle (metrics only, Parquet) under
 ``assets/recorded/<cpu|gpu>/<preset>/``, with ``verdict.json`` beside it: the verdict, the budget, the hardware and
-the code version, so the app replays the run with the facts that qualify it.
+the code version, so the app replays the run with the facts that qualify it. A `tiny` run (two steps on a few
+images) checks a preset's whole path, report and bundle included, in seconds; it measures nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -29,6 +31,7 @@ from .worker import Worker
 
 REPORTS_DIR = Path("reports")
 RECORDED_DIR = Path("assets") / "recorded"
+TINY_IMAGES, TINY_TEST_IMAGES, TINY_BATCH = 64, 32, 16
 
 
 class ReproduceError(RuntimeError):
@@ -63,16 +66,32 @@ def preset_config(preset: Preset, store: RunStore, budget_s: float | None, devic
     return preset.config(budget_s, kind, data_source, calibration)
 
 
+def tiny_run(config: Config, steps: int = 2) -> Config:
+    """`config` cut to `steps` steps on `TINY_IMAGES` training and `TINY_TEST_IMAGES` test images of its data, with
+    an evaluation and a probe: a check that the run's path works, end to end."""
+    data = replace(config.data, subset=TINY_IMAGES, test_subset=TINY_TEST_IMAGES)
+    optim = replace(config.optim, batch_size=TINY_BATCH, steps=steps, warmup_epochs=0.0)
+    return replace(config, data=data, optim=optim, eval_every=steps, probe_every=steps, eval_images=TINY_TEST_IMAGES)
+
+
+def recorded_folder(device: str, out_dir: str | Path | None = None) -> Path:
+    """Where recorded runs of `device` go: `out_dir`, by default assets/recorded/<cpu|gpu>."""
+    return Path(out_dir) if out_dir is not None else RECORDED_DIR / ("gpu" if device_kind(device) == "cuda" else "cpu")
+
+
 def reproduce(preset_key: str, *, budget_s: float | None = None, data_source: str = "synthetic",
               out: str | Path | None = None, store: RunStore | None = None, device: str = "auto",
               config: Config | None = None, train: Callable[[RunStore, str], RunState] | None = None,
-              report: bool = True, data_dir: str | os.PathLike | None = None) -> ReproduceResult:
+              report: bool = True, data_dir: str | os.PathLike | None = None, tiny: bool = False) -> ReproduceResult:
     """Run a preset (at most `budget_s` seconds of training), its after-training study, judge its prediction and
     write the HTML report to `out` (default ``reports/<preset>.html``). `config` replaces the preset's own sizing;
-    `train` trains the submitted run (default `train_locally`); `data_dir` replaces the operator's data directory."""
+    `tiny` cuts the run to `tiny_run`'s; `train` trains the submitted run (default `train_locally`); `data_dir`
+    replaces the operator's data directory."""
     preset = preset_named(preset_key)
     store = store or RunStore()
     config = config or preset_config(preset, store, budget_s, device, data_source)
+    if tiny:
+        config = tiny_run(config)
     submission = jobs.submit(store, config, jobs.CLI_OWNER_KEY, preset=preset.key, budget_s=budget_s, attach=False,
                              data_dir=data_dir)
     state = train(store, submission.run_id) if train else train_locally(store, submission.run_id, data_dir)
@@ -103,7 +122,7 @@ def record(preset_keys: Iterable[str], out_dir: str | Path | None = None, budget
         preset_named(key)  # fail before hours of training, not after
     store = store or RunStore()
     kind = device_kind(device)
-    folder = Path(out_dir) if out_dir is not None else RECORDED_DIR / ("gpu" if kind == "cuda" else "cpu")
+    folder = recorded_folder(kind, out_dir)
     results = []
     for key in keys:
         result = reproduce(key, budget_s=budget_s, data_source=data_source, out=Path(reports_dir) / f"{key}.html",

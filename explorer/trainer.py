@@ -45,7 +45,7 @@ from .data import BatchStream, ImageData, eval_batches
 from .device import DevicePolicy
 from .models import ExplorerNet, LayerInfo, build_model
 from .states import ModelState, RunState
-from .step import TrainStep, learning_rate, loss_and_error, make_optimizer
+from .step import TrainStep, learning_rate, lockstep_steps, loss_and_error, make_optimizer
 
 PROBE_IMAGES = 64  # enough for a stable std per layer; its forward costs ~2% at probes every 10 steps
 FINAL_TRAIN_IMAGES = 1000  # the last evaluation scores this many training images (and the whole test subset)
@@ -247,7 +247,7 @@ class Trainer:
         cfg, optim, policy = self.config, self.config.optim, self.policy
         self._build()
         optimizers = {label: make_optimizer(model, optim, policy) for label, model in self.models.items()}
-        steps = {label: TrainStep(model, optimizers[label], policy) for label, model in self.models.items()}
+        steps: dict[str, TrainStep] = lockstep_steps(self.models, optimizers, policy)
         probes = {label: Probe(model, policy) for label, model in self.models.items()}
         stream = BatchStream(self.data, optim.batch_size, cfg.data.augment, policy.device, seed=cfg.seed,
                              channels_last=policy.channels_last)

@@ -25,6 +25,7 @@ from .config import Config, ModelConfig, display_name
 from .lesion import BASELINE_BLOCK
 from .metrics import final_numbers
 from .models import describe_config, inception_cost
+from .paper import TABLE6_MARGIN, TABLE6_TEST_IMAGES, TABLE6_TRAIN_IMAGES, table6_error
 from .store import RunStore
 
 MARGIN = 2.0  # points of error within which two nets count as equal
@@ -389,6 +390,28 @@ def inception(r: RunRecords) -> Verdict:
     )
 
 
+def table6(r: RunRecords) -> Verdict:
+    """ResNet-20's and ResNet-56's test error against He et al. 2015 Table 6, each within `TABLE6_MARGIN` points of
+    the paper's; a verdict only for the paper's nets trained and tested on all of CIFAR-10."""
+    labels = [r.require(family="resnet", depth=depth)[0] for depth in (20, 56)]
+    errors = r.errors(labels, "test")
+    if verdict := _missing(errors):
+        return verdict
+    papers = {label: table6_error(label) for label in labels}
+    compared = "; ".join(f"{label} {errors[label]:.2f}%" + (f" (paper {papers[label]:.2f}%, target ≤ "
+                                                             f"{papers[label] + TABLE6_MARGIN:.2f}%)"
+                                                             if papers[label] is not None else "") for label in labels)
+    data = r.config.data
+    details = {"test_error": errors, "paper": papers, "margin": TABLE6_MARGIN}
+    if None in papers.values():
+        return Verdict(None, f"no verdict: Table 6 is for the paper's full-width nets, not these (test error "
+                             f"{compared})", details)
+    if data.source != "cifar10" or data.subset < TABLE6_TRAIN_IMAGES or data.test_subset < TABLE6_TEST_IMAGES:
+        return Verdict(None, f"no verdict: Table 6 trains on all {TABLE6_TRAIN_IMAGES:,} CIFAR-10 training images "
+                             f"and tests on all {TABLE6_TEST_IMAGES:,}; this run used {data.subset:,} and "
+                             f"{data.test_subset:,} of {data.source} (test error {compared})", details)
+    return Verdict(held=all(errors[label] <= papers[label] + TABLE6_MARGIN for label in labels),
+                   figure=f"test error {compared}", details=details)
 
 
 Judge = Callable[[RunRecords], Verdict]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from explorer import paper
 from explorer.comparison import CURVES, Comparison, default_difference, default_runs
 from explorer.config import display_name
 from explorer.palette import family_of
@@ -27,6 +28,9 @@ FINAL_COLUMNS = {
                                              "(the model diverged, or the run stopped before an evaluation)"),
     "test_err": st.column_config.TextColumn("test err", help="Last evaluation, %. – : not evaluated"),
     "best_test_err": st.column_config.TextColumn("best test err", help="Lowest evaluated test error, %. – : none"),
+    "paper_test_err": st.column_config.TextColumn("paper's test err", help="He et al. 2015 Table 6, %: the paper's "
+                                                  "nets trained 164 epochs on all of CIFAR-10. – : a net the paper "
+                                                  "did not report"),
     "loss": st.column_config.TextColumn("loss", help="Mean training loss of the last batches"),
     "params": st.column_config.TextColumn("parameters"),
 }
@@ -36,7 +40,7 @@ def shown_finals(finals: pd.DataFrame) -> pd.DataFrame:
     """Final numbers as text: a missing value reads "–" (never "None"), with the reason in the column's help."""
     table = finals.copy()
     for column, digits in (("batch_train_err", 1), ("train_err", 1), ("test_err", 1), ("best_test_err", 1),
-                           ("loss", 3), ("epoch", 1)):
+                           ("paper_test_err", 2), ("loss", 3), ("epoch", 1)):
         if column in table:
             table[column] = table[column].map(lambda v, d=digits: MISSING if pd.isna(v) else f"{v:.{d}f}")
     if "params" in table:
@@ -108,6 +112,8 @@ def page() -> None:
 
     st.subheader("Final numbers")
     finals = comparison.finals()
+    paper_errors = finals["model"].map(paper.table6_error)  # Table 6, for the nets the paper trained
+    finals.insert(finals.columns.get_loc("best_test_err") + 1, "paper_test_err", paper_errors)
     st.dataframe(shown_finals(finals.drop(columns="run_id")), hide_index=True, width="stretch",
                  column_config=FINAL_COLUMNS)
     st.caption("Errors in %. Batch training error: the mean over the last steps' batches (augmented when the run "

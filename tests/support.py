@@ -34,6 +34,21 @@ def train(store: RunStore, config: Config, **kwargs) -> str:
     return run_id
 
 
+def store_finished_run(store: RunStore, errors: dict[str, tuple[float, float]], diverged: str = "",
+                       config: Config | None = None) -> str:
+    """A finished run with one final evaluation per model: label -> (training error, test error); `config` (its
+    models must be those of `errors`) says how the run was trained."""
+    config = config or Config(models=tuple(ModelConfig.parse(label) for label in errors), device="cpu")
+    run_id = store.create_run(config, device="cpu", data_source="test",
+                              models=[dict(model=label, idx=i, params=1) for i, label in enumerate(errors)])
+    store.append(run_id, evals=[dict(model=label, step=10, epoch=1.0, train_loss=1.0, train_err=train,
+                                     test_loss=1.0, test_err=test, wall=1.0)
+                                for label, (train, test) in errors.items()])
+    for label in errors:
+        store.set_model_status(run_id, label, "diverged" if label == diverged else "finished")
+    return run_id
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0, interval: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -177,6 +177,10 @@ def test_compare_opens_like_for_like_runs_never_a_gpu_run_beside_a_cpu_one(store
     opened = page("Compare")
     assert opened.session_state["compare_runs"] == [gpu]  # not a sweep's seeds, not the CPU recording beside it
     assert not opened.warning
+    finals = opened.dataframe[0].value.set_index(["run", "model"])["paper_test_err"]
+    assert finals.xs("ResNet-20", level="model").iat[0] == "8.75"  # He et al. 2015 Table 6, beside the GPU run
+    assert finals.xs("ResNet-56", level="model").iat[0] == "6.97"
+    assert finals.xs("Plain-20", level="model").iat[0] == "–"  # the paper gives no plain-net number
     mine = add_run(store)
     same_recipe = add_run(store, {**TINY, "seed": "7"})
     other_recipe = add_run(store, {**TINY, "subset": "500"})

@@ -1,5 +1,6 @@
-"""The GPU path on a real GPU: twins identical on CUDA, determinism, bf16 autocast, CUDA graphs against eager, and a
-clear refusal of a run too big for the card. Skipped without CUDA; bench/gpu_suite.py runs them on a lent GPU.
+"""The GPU path on a real GPU: twins identical on CUDA, determinism, bf16 autocast, CUDA graphs against eager, batched
+twins against separate models, one graph over a whole lockstep step, and a clear refusal of a run too big for the
+card. Skipped without CUDA; bench/gpu_suite.py runs them on a lent GPU.
 
 (Running out of memory mid-run is tested on any device in test_trainer.py: `torch.cuda.set_per_process_memory_fraction`
 did not make the allocator fail on an H200 here, so the failure is raised where the trainer would meet it.)"""
@@ -14,7 +15,7 @@ from explorer.device import DevicePolicy
 from explorer.memory import ResourceError, check
 from explorer.models import build_model
 from explorer.states import RunState
-from explorer.step import TrainStep, make_optimizer
+from explorer.step import LockstepGraph, TrainStep, lockstep_steps, make_optimizer
 from explorer.store import RunStore
 from support import tiny_config, train
 
@@ -80,6 +81,47 @@ def test_a_graph_replayed_step_matches_the_eager_step(precision):
         losses[graphs] = torch.stack([step(x, y, 0.05)[0] for _ in range(5)]).tolist()
     tolerance = 1e-4 if precision == "fp32" else 2e-2
     assert losses[True] == pytest.approx(losses[False], rel=tolerance)
+
+
+def lockstep(policy: DevicePolicy, labels=("plain20", "resnet20")) -> dict[str, TrainStep]:
+    models = {label: policy.to_device(build_model(ModelConfig.parse(label), seed=0)) for label in labels}
+    return lockstep_steps(models, {label: make_optimizer(m, OptimConfig(), policy) for label, m in models.items()},
+                          policy)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_batched_twins_in_a_graph_match_separate_models(precision):
+    """Grouped kernels sum in another order (and cuDNN may use TF32 in fp32), so the tolerance is that of a change
+    of kernel: tight on the first step, looser after a few (tests/test_twins.py checks equality in float64)."""
+    x = torch.randn(32, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    y = torch.randint(10, (32,), device="cuda")
+    losses = {}
+    for twins in (False, True):
+        policy = DevicePolicy.resolve(gpu_config(precision=precision), deterministic=True, batched_twins=twins)
+        policy.apply()
+        steps = lockstep(policy)
+        assert policy.cuda_graphs and all(type(s).__name__ == ("TwinStep" if twins else "TrainStep")
+                                          for s in steps.values())
+        losses[twins] = [[steps[label](x, y, 0.01)[0].item() for label in steps] for _ in range(3)]
+    first, later = (1e-3, 1e-2) if precision == "fp32" else (1e-2, 5e-2)
+    assert losses[True][0] == pytest.approx(losses[False][0], rel=first)
+    assert sum(losses[True], []) == pytest.approx(sum(losses[False], []), rel=later)
+
+
+@pytest.mark.parametrize("twins", [False, True])
+def test_one_graph_over_the_whole_lockstep_step_trains_at_the_learning_rate_it_is_given(twins):
+    policy = DevicePolicy.resolve(gpu_config(), batched_twins=twins)
+    policy.apply()
+    steps = lockstep(policy, ("plain20", "resnet20", "resnet32"))
+    graph = LockstepGraph(list(steps.values()), policy)
+    x = torch.randn(64, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    y = torch.randint(10, (64,), device="cuda")
+    rows = [graph(x, y, 0.05) for _ in range(20)]  # the first call captures (after 3 real warm-up steps)
+    assert rows[0].shape == (3, 2) and torch.stack(rows).isfinite().all()
+    assert (rows[-1][:, 0] < rows[0][:, 0]).all()  # each net learns the batch
+    weights = [s.model.stem.conv.weight.detach().clone() for s in steps.values()]
+    graph(x, y, 0.0)  # a zero learning rate, read from its tensor at this replay: no update
+    assert all(torch.equal(w, s.model.stem.conv.weight) for w, s in zip(weights, steps.values()))
 
 
 def test_a_run_too_big_for_the_gpu_is_refused_before_it_starts():

@@ -43,7 +43,7 @@ def store(tmp_path, monkeypatch) -> RunStore:
 
 
 def lab(query: dict[str, str] | None = None) -> AppTest:
-    app = AppTest.from_string("from explorer.ui.app import register_pages\nregister_pages()\n"
+    app = AppTest.from_string("from explorer.ui import nav\nfrom pages import PAGES\nnav.register(PAGES)\n"
                               "from pages.Lab import page\npage()", default_timeout=120)
     app.query_params.update(query or {})
     return app.run()

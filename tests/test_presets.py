@@ -15,9 +15,10 @@ from explorer.presets import PRESETS, Verdict
 from explorer.states import RunState
 from explorer.store import RunStore
 from explorer.verdicts import MARGIN
+from support import store_finished_run as _store_run
 from support import train
 
-PAPER_FINDINGS = {"degradation", "depth-sweep", "shortcuts", "bottleneck", "preact", "no-bn", "zero-init",
+PAPER_FINDINGS = {"degradation", "depth-sweep", "table6", "shortcuts", "bottleneck", "preact", "no-bn", "zero-init",
                   "shortcut-ablation", "lesion", "response-std", "vgg", "very-deep", "inception"}
 
 
@@ -41,7 +42,7 @@ def tiny(config: Config) -> Config:
                    eval_every=2, probe_every=2, device="cpu")
 
 
-def test_the_thirteen_findings_are_presets_with_their_texts():
+def test_the_fourteen_findings_are_presets_with_their_texts():
     assert set(PRESETS) == PAPER_FINDINGS
     for key, preset in PRESETS.items():
         assert preset.key == key
@@ -122,18 +123,6 @@ def test_every_preset_runs_a_few_steps_and_judges_them(key, store):
     if verdict.held is None:  # 4 steps teach nothing: the verdict must say so rather than guess
         assert "no verdict" in verdict.figure
 
-
-def _store_run(store: RunStore, errors: dict[str, tuple[float, float]], diverged: str = "") -> str:
-    """A finished run with one final evaluation per model: label -> (training error, test error)."""
-    config = Config(models=tuple(ModelConfig.parse(label) for label in errors), device="cpu")
-    run_id = store.create_run(config, device="cpu", data_source="test",
-                              models=[dict(model=label, idx=i, params=1) for i, label in enumerate(errors)])
-    store.append(run_id, evals=[dict(model=label, step=10, epoch=1.0, train_loss=1.0, train_err=train,
-                                     test_loss=1.0, test_err=test, wall=1.0)
-                                for label, (train, test) in errors.items()])
-    for label in errors:
-        store.set_model_status(run_id, label, "diverged" if label == diverged else "finished")
-    return run_id
 
 
 def test_degradation_verdict_reads_the_final_training_errors(store):

@@ -30,16 +30,23 @@ def _trainer(args: argparse.Namespace) -> Callable:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    from explorer.reproduce import preset_named, reproduce
+    from explorer.reproduce import preset_named, recorded_folder, reproduce, write_bundle
 
     preset_named(args.preset)
+    if args.record and args.tiny:
+        raise UsageError("a --tiny run checks the path and measures nothing: record a real run (drop --tiny)")
     if args.out:
         writable_folder(Path(args.out).parent, "--out")
-    result = reproduce(args.preset, budget_s=parse_budget(args.budget), data_source=args.data, out=args.out,
-                       store=RunStore(args.store), device=args.device, train=_trainer(args), data_dir=args.data_dir)
+    if args.record:
+        writable_folder(recorded_folder(args.device), "working directory for --record")
+    store, budget = RunStore(args.store), parse_budget(args.budget)
+    result = reproduce(args.preset, budget_s=budget, data_source=args.data, out=args.out, store=store,
+                       device=args.device, train=_trainer(args), data_dir=args.data_dir, tiny=args.tiny)
     verdict = result.verdict
     say((f"{verdict.figure}; prediction {'held' if verdict.held else 'did not hold'}\n"
          if verdict.held is not None else f"{verdict.figure}\n") + f"report: {result.report_path}\n")
+    if args.record:
+        say(f"recorded in {write_bundle(store, result, recorded_folder(args.device) / args.preset, budget)}\n")
     print(result.run_id)
 
 
@@ -175,6 +182,10 @@ def _add_presets(commands: Commands) -> None:
     reproduce.add_argument("--data", default="synthetic", help="synthetic, cifar10 or a data root's name")
     reproduce.add_argument("--device", default="auto", choices=DEVICES)
     reproduce.add_argument("--out", type=Path, default=None, help="report path (default reports/PRESET.html)")
+    reproduce.add_argument("--record", action="store_true", help="also export the run as a bundle under "
+                           "assets/recorded/<cpu|gpu>/PRESET, as the app replays it")
+    reproduce.add_argument("--tiny", action="store_true", help="two steps on 64 images: checks the path, measures "
+                           "nothing")
     reproduce.set_defaults(run=cmd_reproduce)
 
     record = commands.add_parser("record", help="regenerate the recorded runs under assets/recorded")
