@@ -149,6 +149,7 @@ def run_once(config: Config, data, budget: float, init: str) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp) / "bench.sqlite")
         run_id = jobs.submit(store, config, "bench", attach=False).run_id
+        jobs.claim(store, "bench", "cpu", run_id)  # a run is trained once claimed (explorer.states)
         trainer = Trainer(config, store, run_id, data, DevicePolicy.resolve(config), max_seconds=budget)
         cpu, clock = time.process_time(), time.perf_counter()
         trainer.run()

@@ -65,6 +65,7 @@ def trainer_loop(config: Config, data: ImageData, policy: DevicePolicy, store: R
     """Seconds the trainer's loop took for the same steps: its own wall clock at the last step, which counts every
     record, probe, evaluation and store write of the loop but not building the models or the final evaluation."""
     run_id = jobs.submit(store, config, "bench", attach=False).run_id
+    jobs.claim(store, "bench", policy.device.type, run_id)  # a run is trained once claimed (explorer.states)
     Trainer(config, store, run_id, data, policy).run()
     return float(store.steps(run_id).wall.max())
 

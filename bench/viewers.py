@@ -306,7 +306,7 @@ async def class_votes(url: str, store: RunStore, voters: int) -> dict:
     teacher's tally poll: seconds from the last vote's answer to the tally showing every vote."""
     import httpx2 as httpx
 
-    lesson_id = lessons.open_lesson(store, "deeper-plain", "bench-teacher-key-0000")
+    lesson_id = lessons.open_lesson(store, "deeper-plain", "bench-teacher-key-0000").lesson_id
     pages = [Page() for _ in range(voters)]
     sockets = await asyncio.gather(*(open_page(url, {"page": "Classroom", "lesson": lesson_id}, p) for p in pages))
     ballot = next(e for e in pages[0].elements if e["kind"] == "ballot")

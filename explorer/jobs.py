@@ -1,7 +1,8 @@
 """Runs as jobs: a fair queue in the run store, owners and their keys, leases, controls, deduplication.
 
 Everything here is a store transaction, so the web server, the CLI and any number of worker processes (on this
-machine or others sharing the store's disk) agree without talking to each other:
+machine or others sharing the store's disk) agree without talking to each other. This module is the queue's policy
+(fair order, caps, leases' length, what a refusal says); the store owns the rows and every status change:
 
 - `submit` checks a configuration against the machine (memory guard, hosted caps, the per-owner and global
   queue caps, where a sweep's waiting members count as one request) and enqueues it, unless an identical request
@@ -23,7 +24,6 @@ import hmac
 import os
 import secrets
 import socket
-import time
 from dataclasses import dataclass
 
 from .config import Config, ConfigError
@@ -33,7 +33,7 @@ from .estimate import Calibration, Estimate, calibration_for, estimate
 from .memory import check
 from .settings import settings
 from .states import Control, RunState
-from .store import RunStore, code_version
+from .store import RunStore, Waiting, code_version
 
 LEASE_SECONDS = 5.0  # a worker renews every second; a run whose lease lapsed this long ago is interrupted
 WORKER_STALE_SECONDS = 30.0
@@ -85,11 +85,7 @@ def _gpu_available(store: RunStore) -> bool:
 
 
 def calibration(store: RunStore, kind: str, precision: str) -> Calibration:
-    rows = [dict(zip(("machine", "device", "precision", "torch_version", "measured", "step_s", "layer_s", "gmac_s",
-                      "memory_bytes"), row)) for row in
-            store.read("SELECT machine, device, precision, torch_version, measured, step_s, layer_s, gmac_s, "
-                       "memory_bytes FROM calibration ORDER BY measured DESC")]
-    return calibration_for(rows, kind, precision, machine=socket.gethostname())
+    return calibration_for(store.calibration_rows(), kind, precision, machine=socket.gethostname())
 
 
 def assess(config: Config, store: RunStore) -> tuple[str, Estimate]:
@@ -127,40 +123,32 @@ def submit(store: RunStore, config: Config, owner_key: str, *, preset: str = "",
 
     models = [{"model": m.label, "idx": i, "params": model_footprint(m, len(config.data.classes) or 10)[1]}
               for i, m in enumerate(config.models)]
-    with store.transaction() as conn:  # the checks and the insert are one step: simultaneous requests queue one run
-        if attach and sweep_id is None:
-            same = conn.execute(
-                "SELECT run_id FROM runs WHERE fingerprint = ? AND status IN (?, ?, ?, ?, ?) ORDER BY created "
-                "DESC LIMIT 1", (fingerprint, *(str(s) for s in (RunState.QUEUED, RunState.CLAIMED,
-                                                                   RunState.RUNNING, RunState.PAUSED,
-                                                                   RunState.FINISHED)))).fetchone()
-            if same:
-                return Submission(run_id=same[0], attached=True, estimate=cost)
-        joins_sweep = sweep_id is not None and conn.execute("SELECT 1 FROM runs WHERE sweep_id = ? LIMIT 1",
-                                                            (sweep_id,)).fetchone() is not None
-        if status is RunState.QUEUED and not joins_sweep:  # a sweep's members count as one request
-            waiting = dict(conn.execute("SELECT owner, COUNT(DISTINCT COALESCE(sweep_id, run_id)) FROM runs WHERE "
-                                        "status = ? GROUP BY owner", (str(RunState.QUEUED),)).fetchall())
-            if waiting.get(owner, 0) >= cfg.max_queued_per_owner:
-                raise JobRefused(f"you already have {waiting[owner]} runs waiting (at most "
-                                 f"{cfg.max_queued_per_owner}): wait for one to start, or cancel one")
-            if sum(waiting.values()) >= cfg.max_queued:
-                raise JobRefused(f"the queue is full ({sum(waiting.values())} runs waiting): try again in a few "
-                                 "minutes")
-        run_id = store.create_run(config, preset=preset, data_source=config.data.source, models=models,
-                                  status=status, owner=owner, key_hash=key_hash(owner_key), fingerprint=fingerprint,
-                                  device_kind=kind, estimate_s=cost.seconds, peak_bytes=cost.memory.total,
-                                  budget_s=budget_s, sweep_id=sweep_id, control=str(Control.RUN))
-    return Submission(run_id=run_id, attached=False, estimate=cost)
+
+    def admit() -> None:  # in the store's transaction with the insert: simultaneous requests queue one run
+        if status is not RunState.QUEUED or (sweep_id is not None and store.sweep_has_runs(sweep_id)):
+            return  # a sweep's members count as one request
+        waiting = store.waiting_counts()
+        if waiting.get(owner, 0) >= cfg.max_queued_per_owner:
+            raise JobRefused(f"you already have {waiting[owner]} runs waiting (at most "
+                             f"{cfg.max_queued_per_owner}): wait for one to start, or cancel one")
+        if sum(waiting.values()) >= cfg.max_queued:
+            raise JobRefused(f"the queue is full ({sum(waiting.values())} runs waiting): try again in a few minutes")
+
+    run_id, attached = store.enqueue(config, fingerprint=fingerprint, attach=attach and sweep_id is None,
+                                     admit=admit, preset=preset, data_source=config.data.source, models=models,
+                                     status=status, owner=owner, key_hash=key_hash(owner_key), device_kind=kind,
+                                     estimate_s=cost.seconds, peak_bytes=cost.memory.total, budget_s=budget_s,
+                                     sweep_id=sweep_id, control=str(Control.RUN))
+    return Submission(run_id=run_id, attached=attached, estimate=cost)
 
 
 # --- the queue seen from a worker -----------------------------------------------------------------------------------
-def _fair_order(rows: list[tuple[str, str, str]], busy: dict[str, int]) -> list[str]:
-    """Run ids of queued (run_id, owner, created) rows in round-robin order over owners: an owner's k-th waiting
-    run (counting the ones already training) comes after every owner's (k-1)-th; ties go by age."""
+def _fair_order(rows: list[Waiting], busy: dict[str, int]) -> list[str]:
+    """Run ids of queued (run_id, owner, created, ...) rows in round-robin order over owners: an owner's k-th
+    waiting run (counting the ones already training) comes after every owner's (k-1)-th; ties go by age."""
     seen: dict[str, int] = dict(busy)
     ranked = []
-    for run_id, owner, created in sorted(rows, key=lambda r: r[2]):
+    for run_id, owner, created, *_ in sorted(rows, key=lambda r: r[2]):
         rank = seen.get(owner, 0)
         seen[owner] = rank + 1
         ranked.append((rank, created, run_id))
@@ -170,94 +158,45 @@ def _fair_order(rows: list[tuple[str, str, str]], busy: dict[str, int]) -> list[
 def claim(store: RunStore, worker_id: str, kind: str, run_id: str | None = None) -> tuple[str, bool] | None:
     """Atomically take the next queued run this worker's device can train (or the named one) under a lease;
     returns (run id, resume?) or None. Resume is true for a run that trained before (stopped or interrupted)."""
-    now = time.time()
-    with store.transaction() as conn:
-        if run_id is None:
-            rows = conn.execute("SELECT run_id, owner, created FROM runs WHERE status = ? AND device_kind = ?",
-                                (str(RunState.QUEUED), kind)).fetchall()
-            busy = dict(conn.execute("SELECT owner, COUNT(*) FROM runs WHERE status IN (?, ?, ?) GROUP BY owner",
-                                     tuple(str(s) for s in (RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
-                                     ).fetchall())
-            order = _fair_order(rows, busy)
-            if not order:
-                return None
-            run_id = order[0]
-        row = conn.execute("SELECT status, started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None or row[0] not in (str(RunState.QUEUED), str(RunState.SUBMITTED)):
-            return None
-        conn.execute("UPDATE runs SET status = ?, worker = ?, lease_expires = ?, error = '' WHERE run_id = ?",
-                     (str(RunState.CLAIMED), worker_id, now + LEASE_SECONDS, run_id))
-        conn.execute("UPDATE workers SET run_id = ?, heartbeat = ? WHERE worker_id = ?", (run_id, now, worker_id))
-        return run_id, row[1] is not None
+    if run_id is None:
+        return store.claim_next(worker_id, kind, LEASE_SECONDS, _fair_order)
+    return store.claim(run_id, worker_id, LEASE_SECONDS)
 
 
 def has_waiting(store: RunStore, kind: str) -> bool:
     """Whether a run is queued for a device of `kind`."""
-    return bool(store.read("SELECT 1 FROM runs WHERE status = ? AND device_kind = ? LIMIT 1",
-                           (str(RunState.QUEUED), kind)))
+    return store.has_queued(kind)
 
 
 def renew(store: RunStore, run_id: str, worker_id: str) -> Control | None:
     """Extend the worker's lease on its run and return the owner's wish; None when the lease was lost (the run
     was reaped as interrupted, or another worker holds it), so the worker must stop without writing more."""
-    now = time.time()
-    with store.transaction() as conn:
-        updated = conn.execute("UPDATE runs SET lease_expires = ? WHERE run_id = ? AND worker = ? AND status IN "
-                               "(?, ?, ?)", (now + LEASE_SECONDS, run_id, worker_id,
-                                             *(str(s) for s in (RunState.CLAIMED, RunState.RUNNING,
-                                                                RunState.PAUSED)))).rowcount
-        conn.execute("UPDATE workers SET heartbeat = ? WHERE worker_id = ?", (now, worker_id))
-        if not updated:
-            return None
-        (control,) = conn.execute("SELECT control FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    return Control(control or Control.RUN)
+    return store.renew_lease(run_id, worker_id, LEASE_SECONDS)
 
 
 def reap(store: RunStore) -> list[str]:
     """Mark runs whose worker stopped renewing its lease `interrupted`, and forget workers long silent."""
-    now = time.time()
-    live = tuple(str(s) for s in (RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
-    with store.transaction() as conn:
-        lost = [r for (r,) in conn.execute(
-            f"SELECT run_id FROM runs WHERE status IN ({', '.join('?' * len(live))}) AND lease_expires < ?",
-            (*live, now)).fetchall()]
-        for run_id in lost:
-            conn.execute("UPDATE runs SET status = ?, worker = NULL, lease_expires = NULL, ended = ?, error = ? "
-                         "WHERE run_id = ?", (str(RunState.INTERRUPTED), _iso_now(),
-                                              "its worker stopped answering (killed or crashed); every record up to "
-                                              "its last flush is kept, and it can be resumed", run_id))
-        conn.execute("DELETE FROM workers WHERE heartbeat < ?", (now - WORKER_STALE_SECONDS,))
+    lost = store.reap_expired("its worker stopped answering (killed or crashed); every record up to its last flush "
+                              "is kept, and it can be resumed")
+    store.forget_silent_workers(WORKER_STALE_SECONDS)
     return lost
-
-
-def _iso_now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 # --- workers' registry -------------------------------------------------------------------------------------------
 def register_worker(store: RunStore, worker_id: str, kind: str, device: str, pid: int) -> None:
-    with store.transaction() as conn:
-        store.insert(conn, "workers", [(worker_id, socket.gethostname(), pid, kind, device, _iso_now(), time.time(),
-                                        None)])
+    store.register_worker(worker_id, kind, device, pid)
 
 
 def worker_idle(store: RunStore, worker_id: str) -> None:
-    with store.transaction() as conn:
-        conn.execute("UPDATE workers SET run_id = NULL, heartbeat = ? WHERE worker_id = ?", (time.time(), worker_id))
+    store.worker_idle(worker_id)
 
 
 def unregister_worker(store: RunStore, worker_id: str) -> None:
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+    store.unregister_worker(worker_id)
 
 
 def live_workers(store: RunStore) -> list[dict]:
-    since = time.time() - WORKER_STALE_SECONDS / 3
-    columns = ("worker_id", "hostname", "pid", "device_kind", "device", "run_id")
-    return [dict(zip(columns, row)) for row in store.read(
-        f"SELECT {', '.join(columns)} FROM workers WHERE heartbeat >= ? ORDER BY started", (since,))]
+    return store.live_workers(WORKER_STALE_SECONDS / 3)
 
 
 def live_worker_kinds(store: RunStore) -> list[str]:
@@ -275,16 +214,10 @@ def _owned(store: RunStore, run_id: str, key: str | None) -> dict:
 
 def request(store: RunStore, run_id: str, key: str | None, control: Control) -> None:
     """Ask the worker holding `run_id` to run, pause or stop; a queued run that is stopped is cancelled."""
-    row = _owned(store, run_id, key)
-    status = RunState(row["status"])
-    with store.transaction() as conn:
-        if status.waiting and control is Control.STOP:
-            conn.execute("UPDATE runs SET status = ?, ended = ? WHERE run_id = ? AND status = ?",
-                         (str(RunState.CANCELLED), _iso_now(), run_id, str(status)))
-            return
-        if not status.live:
-            raise JobRefused(f"run {run_id} is {status}: there is nothing to {control} now")
-        conn.execute("UPDATE runs SET control = ? WHERE run_id = ?", (str(control), run_id))
+    _owned(store, run_id, key)
+    status = store.request_control(run_id, control)
+    if not status.live and not (status.waiting and control is Control.STOP):
+        raise JobRefused(f"run {run_id} is {status}: there is nothing to {control} now")
 
 
 def requeue(store: RunStore, run_id: str, key: str | None) -> None:
@@ -293,9 +226,7 @@ def requeue(store: RunStore, run_id: str, key: str | None) -> None:
     status = RunState(row["status"])
     if not status.resumable:
         raise JobRefused(f"run {run_id} is {status}: only stopped or interrupted runs can be resumed")
-    with store.transaction() as conn:
-        conn.execute("UPDATE runs SET status = ?, control = ?, ended = NULL, error = '' WHERE run_id = ?",
-                     (str(RunState.QUEUED), str(Control.RUN), run_id))
+    store.requeue(run_id)
 
 
 # --- what a waiting page shows --------------------------------------------------------------------------------------
@@ -312,20 +243,16 @@ def queue_place(store: RunStore, run_id: str) -> QueuePlace | None:
     if row["status"] != str(RunState.QUEUED):
         return None
     kind = row["device_kind"]
-    rows = store.read("SELECT run_id, owner, created FROM runs WHERE status = ? AND device_kind = ?",
-                      (str(RunState.QUEUED), kind))
-    live = tuple(str(s) for s in (RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
-    training = store.read("SELECT owner, estimate_s, progress FROM runs WHERE status IN (?, ?, ?) "
-                          "AND device_kind = ?", (*live, kind))
+    queued = store.queued_runs(kind)
+    training = store.held_runs(kind)
     busy: dict[str, int] = {}
-    for owner, *_ in training:
-        busy[owner] = busy.get(owner, 0) + 1
-    order = _fair_order([tuple(r) for r in rows], busy)
-    estimates = dict(store.read("SELECT run_id, estimate_s FROM runs WHERE status = ? AND device_kind = ?",
-                                (str(RunState.QUEUED), kind)))
+    for held in training:
+        busy[held.owner] = busy.get(held.owner, 0) + 1
+    order = _fair_order(queued, busy)
+    estimates = {r.run_id: r.estimate_s for r in queued}
     position = order.index(run_id) + 1 if run_id in order else len(order)
     ahead = sum(estimates.get(r) or 0.0 for r in order[:position - 1])
-    ahead += sum(_remaining(estimate_s, progress) for _, estimate_s, progress in training)
+    ahead += sum(_remaining(held.estimate_s, held.progress) for held in training)
     workers = max(1, sum(1 for k in live_worker_kinds(store) if k == kind))
     return QueuePlace(position=position, ahead_seconds=ahead / workers, workers=workers)
 

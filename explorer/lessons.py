@@ -4,14 +4,13 @@ A `Lesson` is a question about one experiment (a preset) with a few answers, and
 answer off the run's records, so the reveal is decided by the numbers, not by the text. A lesson being taught is a
 row of the store's ``lessons`` table (its phase, the run it reveals, the hash of its teacher's key) and every vote
 a row of ``votes`` keyed by (lesson, voter): one vote per browser session, no accounts, and a voter may change
-their mind until the reveal. Only the teacher's key can reveal or reopen.
+their mind until the reveal. Only the teacher's key can reveal or reopen. Students join by the lesson's link or by
+typing its five-character code (no look-alike characters such as 0/O or 1/I/L; any case, spaces anywhere).
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Callable
 
 from .jobs import NotOwner, holds_key, key_hash
@@ -78,26 +77,34 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
 )}
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+@dataclass(frozen=True)
+class Opened:
+    lesson_id: str  # in the links: the teacher's (with the key) and the students'
+    code: str  # what students type on a phone instead of the link
 
 
-def open_lesson(store: RunStore, lesson: str, teacher_key: str, run_id: str | None = None) -> str:
-    """Start teaching `lesson` (voting open); returns the lesson id students join with."""
+def open_lesson(store: RunStore, lesson: str, teacher_key: str, run_id: str | None = None) -> Opened:
+    """Start teaching `lesson` (voting open); returns the lesson's id and join code."""
     if lesson not in LESSONS:
         raise LessonError(f"unknown lesson {lesson[:40]!r}: choose one of {', '.join(LESSONS)}")
-    lesson_id = "L" + secrets.token_hex(4)
-    with store.transaction() as conn:
-        store.insert(conn, "lessons", [(lesson_id, lesson, key_hash(teacher_key), VOTING, run_id or "", _now())])
-    return lesson_id
+    return Opened(*store.open_lesson(lesson, key_hash(teacher_key), VOTING, run_id or ""))
 
 
 def lesson_row(store: RunStore, lesson_id: str) -> dict:
-    rows = store.read("SELECT lesson_id, lesson, key_hash, phase, run_id, created FROM lessons WHERE lesson_id = ?",
-                      (str(lesson_id)[:20],))
-    if not rows:
+    """The lesson's row: lesson_id, lesson, key_hash, phase, run_id, created, code."""
+    row = store.lesson_row(lesson_id)
+    if row is None:
         raise LessonError("this lesson link is not valid here: ask your teacher for the link again")
-    return dict(zip(("lesson_id", "lesson", "key_hash", "phase", "run_id", "created"), rows[0]))
+    return row
+
+
+def lesson_by_code(store: RunStore, code: str) -> dict:
+    """The lesson a student joins by typing its code (any case, spaces anywhere)."""
+    row = store.lesson_by_code(code)
+    if row is None:
+        raise LessonError(f"no lesson here has the code {str(code).strip()[:20]!r}: type the five characters "
+                          "shown on the projector")
+    return row
 
 
 def vote(store: RunStore, lesson_id: str, voter: str, choice: str) -> None:
@@ -107,20 +114,18 @@ def vote(store: RunStore, lesson_id: str, voter: str, choice: str) -> None:
         raise LessonError(f"{choice[:40]!r} is not one of this question's answers")
     if row["phase"] != VOTING:
         raise LessonError("voting has closed: the answer has been revealed")
-    with store.transaction() as conn:
-        store.insert(conn, "votes", [(lesson_id, voter, choice, _now())])
+    store.cast_vote(row["lesson_id"], voter, choice)
 
 
 def tally(store: RunStore, lesson_id: str) -> dict[str, int]:
     """Votes per answer, every answer present (0 where nobody chose it)."""
     row = lesson_row(store, lesson_id)
-    counts = dict(store.read("SELECT choice, COUNT(*) FROM votes WHERE lesson_id = ? GROUP BY choice", (lesson_id,)))
-    return {option: int(counts.get(option, 0)) for option in LESSONS[row["lesson"]].options}
+    counts = store.vote_counts(row["lesson_id"])
+    return {option: counts.get(option, 0) for option in LESSONS[row["lesson"]].options}
 
 
 def my_vote(store: RunStore, lesson_id: str, voter: str) -> str | None:
-    rows = store.read("SELECT choice FROM votes WHERE lesson_id = ? AND voter = ?", (lesson_id, voter))
-    return rows[0][0] if rows else None
+    return store.vote_of(lesson_id, voter)
 
 
 def reveal(store: RunStore, lesson_id: str, teacher_key: str, run_id: str) -> None:
@@ -130,16 +135,14 @@ def reveal(store: RunStore, lesson_id: str, teacher_key: str, run_id: str) -> No
         raise NotOwner("only the teacher's link can reveal the answer")
     if not store.has_run(run_id):
         raise StoreError(f"run {run_id[:40]!r} is not in this app's run store")
-    with store.transaction() as conn:
-        conn.execute("UPDATE lessons SET phase = ?, run_id = ? WHERE lesson_id = ?", (REVEALED, run_id, lesson_id))
+    store.set_lesson_phase(row["lesson_id"], REVEALED, run_id)
 
 
 def reopen(store: RunStore, lesson_id: str, teacher_key: str) -> None:
     row = lesson_row(store, lesson_id)
     if not holds_key(row, teacher_key):
         raise NotOwner("only the teacher's link can reopen the vote")
-    with store.transaction() as conn:
-        conn.execute("UPDATE lessons SET phase = ? WHERE lesson_id = ?", (VOTING, lesson_id))
+    store.set_lesson_phase(row["lesson_id"], VOTING)
 
 
 def answer(store: RunStore, lesson_id: str) -> tuple[str, RunRecords]:

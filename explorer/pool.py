@@ -41,7 +41,6 @@ class _Slot:
     env: dict[str, str]
     process: subprocess.Popen | None = None
     started: float = 0.0
-    restarts: int = 0
 
 
 @dataclass
@@ -85,11 +84,7 @@ class WorkerPool:
             for slot in self.slots:
                 if slot.process is not None and slot.process.poll() is not None \
                         and time.monotonic() - slot.started > RESTART_PAUSE_SECONDS:
-                    slot.restarts += 1
                     self._spawn(slot)
-
-    def alive(self) -> int:
-        return sum(1 for slot in self.slots if slot.process is not None and slot.process.poll() is None)
 
     def stop(self) -> None:
         """Stop the workers: a SIGTERM stops each one's run cleanly (checkpointed, resumable)."""

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any, Callable, Iterator
 
 import torch
@@ -34,7 +34,7 @@ from .estimate import calibrate
 from .memory import check, release_memory_eagerly
 from .settings import settings
 from .states import Control, ModelState, RunState
-from .store import RunStore
+from .store import RunStore, utc_now
 from .trainer import Progress, Trainer
 
 POLL_SECONDS = 0.2  # an idle worker looks at the queue this often: a click starts training within it
@@ -230,12 +230,11 @@ class Worker:
         return calibrated_precisions(self.kind)
 
     def _calibration_due(self) -> bool:
-        recent = (datetime.now(timezone.utc) - timedelta(days=CALIBRATION_DAYS)).isoformat()
-        name = DevicePolicy.resolve(Config(device=self.kind)).name
-        rows = self.store.read("SELECT precision FROM calibration WHERE machine = ? AND device = ? AND "
-                               "torch_version = ? AND measured > ?",
-                               (socket.gethostname(), name, torch.__version__, recent))
-        return {p for (p,) in rows} != set(self._precisions())
+        recent = utc_now(ago=timedelta(days=CALIBRATION_DAYS))
+        here = (socket.gethostname(), DevicePolicy.resolve(Config(device=self.kind)).name, torch.__version__)
+        measured = {row["precision"] for row in self.store.calibration_rows()
+                    if (row["machine"], row["device"], row["torch_version"]) == here and row["measured"] > recent}
+        return measured != set(self._precisions())
 
     def _calibrate(self) -> None:
         """Time this device for estimates, giving way at once to a run that arrives meanwhile."""

@@ -124,7 +124,7 @@ def teacher_start() -> None:
     lesson = lessons.LESSONS[lesson_key]
     st.markdown(f"**The question:** {lesson.question}")
     if st.button("Open the lesson", type="primary", icon=":material/how_to_vote:", key="open_lesson"):
-        lesson_id = lessons.open_lesson(session.get_store(), lesson_key, session.owner_key())
+        lesson_id = lessons.open_lesson(session.get_store(), lesson_key, session.owner_key()).lesson_id
         session.sync_url({LESSON_KEY: lesson_id, session.OWNER_KEY: session.owner_key()})
         st.rerun()
     st.divider()

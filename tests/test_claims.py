@@ -44,7 +44,7 @@ def test_each_lesson_reads_its_answer_off_the_reference_run(key):
 def test_votes_one_per_voter_change_until_the_reveal_and_only_the_teacher_reveals(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     run_id = store.import_bundle(reference("degradation"))
-    lesson_id = lessons.open_lesson(store, "deeper-plain", "teacher-key-0123456789")
+    lesson_id = lessons.open_lesson(store, "deeper-plain", "teacher-key-0123456789").lesson_id
     lessons.vote(store, lesson_id, "a", "plain56")
     lessons.vote(store, lesson_id, "a", "plain20")  # changed their mind: still one vote
     lessons.vote(store, lesson_id, "b", "same")

@@ -154,6 +154,7 @@ def test_simultaneous_identical_requests_start_one_run(store, monkeypatch):
 
 def test_a_failed_or_stopped_run_is_not_attached_to(store):
     first = jobs.submit(store, tiny_config(), ALICE)
+    jobs.claim(store, "w1", "cpu")
     store.set_status(first.run_id, RunState.FAILED, error="boom")
     second = jobs.submit(store, tiny_config(), ALICE)
     assert not second.attached and second.run_id != first.run_id

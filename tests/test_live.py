@@ -160,7 +160,7 @@ def test_the_live_route_refuses_bad_requests_with_a_message(store, client):
 
 
 def test_a_vote_through_the_route_reaches_a_waiting_tally_at_once(store, client):
-    lesson_id = lessons.open_lesson(store, "deeper-plain", "teacher-key-0000000000")
+    lesson_id = lessons.open_lesson(store, "deeper-plain", "teacher-key-0000000000").lesson_id
     tally = client.get(f"/api/lessons/{lesson_id}", params={"v": -1}).json()
     assert tally["phase"] == "voting" and tally["total"] == 0 and set(tally["options"]) == {"plain20", "plain56",
                                                                                               "same"}

@@ -79,7 +79,7 @@ def test_two_processes_serve_one_live_run_and_one_lesson(two_servers):
         thread.join(10)
     assert all(body["status"]["parts"][0] == "step 50 / 600" for body in waiting.values()) and len(waiting) == 2
 
-    lesson_id = lessons.open_lesson(store, "deeper-plain", TEACHER)
+    lesson_id = lessons.open_lesson(store, "deeper-plain", TEACHER).lesson_id
     tally, _ = get(f"{b}/api/lessons/{lesson_id}?v=-1")
     answer = {}
     thread = threading.Thread(target=lambda: answer.update(get(f"{b}/api/lessons/{lesson_id}?v={tally['v']}")[0]))

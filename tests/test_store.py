@@ -137,6 +137,7 @@ def test_a_row_missing_a_column_is_refused_and_nothing_of_its_batch_is_written(s
 
 def test_status_transitions_stamp_started_and_ended(store):
     run_id = new_run(store)
+    assert store.claim(run_id, "w1", 5.0) == (run_id, False)
     assert store.run(run_id)["started"] is None
     store.set_status(run_id, RunState.RUNNING)
     started = store.run(run_id)["started"]
@@ -281,7 +282,8 @@ def test_a_killed_writer_process_keeps_every_committed_batch(tmp_path):
         steps = store.steps(run_id).step.tolist()
         assert len(steps) % 50 == 0 and len(steps) >= committed * 50
         assert steps == list(range(len(steps)))
-        assert store._conn().execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
 def test_export_csv_and_parquet_read_back_equal(store, tmp_path):
@@ -303,6 +305,7 @@ def test_export_csv_and_parquet_read_back_equal(store, tmp_path):
 def test_bundle_round_trip_replays_in_a_memory_store_from_any_thread(store, tmp_path):
     run_id = filled_run(store)
     store.set_model_status(run_id, "plain8", ModelState.DIVERGED, diverged_step=5)
+    store.claim(run_id, "w1", 5.0)
     store.set_status(run_id, RunState.RUNNING)
     store.set_status(run_id, RunState.FINISHED)
     bundle = store.export_bundle(run_id, tmp_path / "bundle")
@@ -350,16 +353,23 @@ def test_recorded_bundles_import_into_a_memory_store():
             assert len(replay.steps(run_id)) > 0 and replay.evals(run_id).test_err.between(0, 100).all()
 
 
-def test_a_failed_transaction_writes_nothing(store):
-    run_id = new_run(store)
+def enqueue(store: RunStore, admit) -> str:
+    return store.enqueue(CONFIG, fingerprint="same", attach=False, admit=admit,
+                         models=[{"model": m, "idx": i, "params": 1} for i, m in enumerate(CONFIG.labels)])[0]
+
+
+def test_a_failed_transaction_writes_nothing_and_a_write_inside_it_is_part_of_it(store):
+    other = new_run(store)
+
+    def admit() -> None:
+        store.set_run_facts(other, device="changed")  # its own transaction: joins the enqueue's
+        raise ZeroDivisionError
+
     with pytest.raises(ZeroDivisionError):
-        with store.transaction() as conn:
-            conn.execute("UPDATE runs SET name = 'changed' WHERE run_id = ?", (run_id,))
-            1 / 0
-    assert store.run(run_id)["name"] == "tiny"
-    with store.transaction() as conn:  # the connection is usable again
-        conn.execute("UPDATE runs SET name = 'changed' WHERE run_id = ?", (run_id,))
-    assert store.run(run_id)["name"] == "changed"
+        enqueue(store, admit)
+    assert store.run(other)["device"] == "cpu" and store.runs().run_id.tolist() == [other]
+    created = enqueue(store, lambda: store.set_run_facts(other, device="changed"))  # the connection works again
+    assert store.run(other)["device"] == "changed" and store.has_run(created)
 
 
 def test_truncate_after_drops_later_rows_and_revives_later_divergences(store):
@@ -421,7 +431,8 @@ def test_a_version_1_store_is_migrated_and_its_runs_stay_readable(tmp_path):
     conn.close()
 
     with RunStore(path) as store:
-        assert store.read("PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         finished, died = "r20250101-000000-aaaa", "r20250101-000001-bbbb"
         assert store.status(finished) is RunState.FINISHED
         assert store.status(died) is RunState.INTERRUPTED  # version 1 trained in the web server: it died with it
@@ -448,15 +459,3 @@ def test_a_store_of_a_newer_schema_is_refused(tmp_path):
     with pytest.raises(StoreError, match="newer version"):
         RunStore(path)
 
-
-def test_a_transaction_inside_another_is_part_of_it(store):
-    run_id = new_run(store)
-    with pytest.raises(ZeroDivisionError):
-        with store.transaction() as conn:
-            conn.execute("UPDATE runs SET name = 'outer' WHERE run_id = ?", (run_id,))
-            store.set_status(run_id, RunState.RUNNING)  # opens its own transaction: joins the outer one
-            1 / 0
-    assert store.run(run_id)["name"] == "tiny" and store.status(run_id) is RunState.QUEUED
-    with store.transaction():
-        created = new_run(store)
-    assert store.has_run(created)

@@ -99,7 +99,7 @@ def test_every_member_is_a_queued_run_trained_by_the_workers(trained):
         assert store.evals(member["run_id"])["test_err"].notna().all()
     status = sweep.status(store, first)
     assert status.state is RunState.FINISHED and status.counts == {"finished": MEMBERS}
-    assert store.read("SELECT status FROM sweeps WHERE sweep_id = ?", (first,)) == [("finished",)]
+    assert store.sweep_row(first)["status"] == "finished"
 
 
 def test_seeds_differ_between_members_and_fix_their_records(trained):
@@ -162,6 +162,9 @@ def test_a_failed_member_fails_the_sweep_with_its_reason(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     sweep_id = sweep.start(store, tiny_sweep(families=("plain",), depths=(8,), seeds=2), OWNER)
     first, second = (m["run_id"] for m in sweep.member_rows(store, sweep_id))
+    for member in (first, second):
+        jobs.claim(store, "w1", "cpu", member)
+    store.set_status(first, RunState.RUNNING)
     store.set_status(first, RunState.FINISHED)
     store.set_status(second, RunState.FAILED, error="out of memory")
     status = sweep.status(store, sweep_id)

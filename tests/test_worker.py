@@ -5,6 +5,7 @@ finishes it; a worker whose lease was taken writes nothing more."""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -133,7 +134,7 @@ def test_a_worker_that_lost_its_lease_writes_nothing_more(tmp_path, monkeypatch,
     thread.start()
     try:
         wait_for(lambda: store.latest_step(run_id) >= 10)
-        with store.transaction() as conn:  # the machine stalled: its lease lapsed and the run was reaped
+        with sqlite3.connect(store.path, timeout=30) as conn:  # the machine stalled: its lease lapsed and the run was reaped
             conn.execute("UPDATE runs SET lease_expires = 0 WHERE run_id = ?", (run_id,))
         assert jobs.reap(store) == [run_id]
         reaped = records(store, run_id)

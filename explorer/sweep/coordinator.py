@@ -27,7 +27,6 @@ from .spec import RayOptions
 NAMESPACE = "explorer"
 RENEW_SECONDS = 1.0
 FORCE_AFTER_SECONDS = 15.0  # a cancelled task still running this long after is killed (ray.cancel(force=True))
-_HELD = tuple(str(s) for s in (RunState.SUBMITTED, RunState.CLAIMED, RunState.RUNNING, RunState.PAUSED))
 
 
 def coordinator_name(sweep_id: str) -> str:
@@ -122,13 +121,7 @@ class SweepCoordinator:
             await asyncio.sleep(RENEW_SECONDS / 2)
 
     def _renew(self) -> None:
-        held = [run_id for run_id in self.tasks if run_id not in self.closed]
-        if not held:
-            return
-        with self.store.transaction() as conn:
-            conn.execute(f"UPDATE runs SET lease_expires = ? WHERE run_id IN ({', '.join('?' * len(held))}) AND "
-                         f"status IN ({', '.join('?' * len(_HELD))})",
-                         (time.time() + self.lease_seconds, *held, *_HELD))
+        self.store.extend_leases([run_id for run_id in self.tasks if run_id not in self.closed], self.lease_seconds)
 
     def _apply_controls(self) -> None:
         """Cancel the task of each member asked to stop, or concluded by someone else (cancelled while waiting);
@@ -138,12 +131,11 @@ class SweepCoordinator:
             if run_id not in self.forced and now - since > FORCE_AFTER_SECONDS and run_id not in self.ended:
                 ray.cancel(self.tasks[run_id], force=True)
                 self.forced.add(run_id)
-        for run_id, state, control in self.store.read("SELECT run_id, status, control FROM runs WHERE sweep_id = ?",
-                                                      (self.sweep_id,)):
+        for run_id, state, control in self.store.member_controls(self.sweep_id):
             if run_id not in self.tasks or run_id in self.closed or run_id in self.cancelled:
                 continue
-            if RunState(state).final or control == str(Control.STOP):
-                if RunState(state).final:
+            if state.final or control == str(Control.STOP):
+                if state.final:
                     self.closed.add(run_id)
                 ray.cancel(self.tasks[run_id])
                 self.cancelled[run_id] = now
@@ -151,14 +143,13 @@ class SweepCoordinator:
     # --- what tasks call: `started`, then the trainer's `RunSink` ------------------------------------------------
     def started(self, run_id: str, hostname: str, pid: int) -> bool:
         """A task's attempt begins on `hostname` in process `pid`; False when the member should not train now."""
-        if not self._writable(run_id) or run_id in self.cancelled or self.store.status(run_id).final:
+        if not self._writable(run_id) or run_id in self.cancelled:
             return False
-        self.attempts[run_id] += 1
-        with self.store.transaction() as conn:
-            conn.execute("UPDATE runs SET status = ?, worker = ?, hostname = ?, lease_expires = ?, error = '' "
-                         "WHERE run_id = ?", (str(RunState.CLAIMED), f"ray:{hostname}:{pid}", hostname,
-                                              time.time() + self.lease_seconds, run_id))
-        return True
+        claim = self.store.claim(run_id, f"ray:{hostname}:{pid}", self.lease_seconds, hostname=hostname,
+                                 again=True)  # a retry after a dead attempt claims the member anew
+        if claim is not None:
+            self.attempts[run_id] += 1
+        return claim is not None
 
     def _writable(self, run_id: str) -> bool:
         return run_id in self.tasks and run_id not in self.closed

@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 
 from ..store import RunStore, StoreError
-from .rows import SWEEP_COLUMNS, member_rows, spec_of, sweep_row
+from .rows import member_rows, spec_of, sweep_row
 from .runs import status
 from .spec import SweepError
 from .tables import summarize, table
@@ -71,11 +71,9 @@ def load_recorded(directory: str | Path, store: RunStore) -> str:
         raise StoreError(f"recorded sweep {directory.name} has format {document.get('format')!r}; this version reads "
                          f"format {RECORD_FORMAT}: record it again")
     sweep_id = sweep["sweep_id"]
-    if store.read("SELECT 1 FROM sweeps WHERE sweep_id = ?", (sweep_id,)):
+    if store.has_sweep(sweep_id):
         raise StoreError(f"sweep {sweep_id} is already in the run store")
     for member in members:
         store.import_bundle(directory / member["bundle"])
-    values = {**sweep, "spec": json.dumps(sweep["spec"]), "owner": None, "key_hash": None}
-    with store.transaction() as conn:
-        store.insert(conn, "sweeps", [tuple(values.get(name) for name in SWEEP_COLUMNS)])
+    store.import_sweep({**sweep, "spec": json.dumps(sweep["spec"]), "owner": None, "key_hash": None})
     return sweep_id

@@ -9,35 +9,23 @@ sweep's Ray coordinator imports this, and its process starts with every sweep.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from typing import Any
 
 from ..states import RunState
-from ..store import RunStore, StoreError
+from ..store import RunStore, valid_sweep_id
 from .spec import SweepSpec
 
-SWEEP_ID = re.compile(r"s\d{8}-\d{6}-[0-9a-f]{4,8}")
-SWEEP_COLUMNS = ("sweep_id", "name", "spec", "backend", "status", "created", "owner", "key_hash", "error")
-MEMBER_COLUMNS = ("run_id", "status", "config", "error", "estimate_s", "budget_s")
-LIST_SWEEPS_HINT = "list the sweeps with `python -m explorer sweep-status`"
-
-
-def valid_sweep_id(sweep_id: object) -> bool:
-    return isinstance(sweep_id, str) and SWEEP_ID.fullmatch(sweep_id) is not None
+__all__ = ["derive", "member_rows", "settle", "spec_of", "sweep_ids", "sweep_row", "valid_sweep_id"]
 
 
 def sweep_row(store: RunStore, sweep_id: str) -> dict[str, Any]:
-    rows = store.read(f"SELECT {', '.join(SWEEP_COLUMNS)} FROM sweeps WHERE sweep_id = ?", (sweep_id,)) \
-        if valid_sweep_id(sweep_id) else []
-    if not rows:
-        raise StoreError(f"unknown sweep id {str(sweep_id)[:40]!r} in the run store: {LIST_SWEEPS_HINT}")
-    return dict(zip(SWEEP_COLUMNS, rows[0]))
+    return store.sweep_row(sweep_id)
 
 
 def sweep_ids(store: RunStore) -> list[str]:
     """Every sweep, newest first."""
-    return [s for (s,) in store.read("SELECT sweep_id FROM sweeps ORDER BY created DESC, sweep_id DESC")]
+    return store.sweep_ids()
 
 
 def spec_of(store: RunStore, sweep_id: str) -> SweepSpec:
@@ -46,9 +34,7 @@ def spec_of(store: RunStore, sweep_id: str) -> SweepSpec:
 
 def member_rows(store: RunStore, sweep_id: str) -> list[dict[str, Any]]:
     """The sweep's runs (run_id, status, config JSON, error, estimate_s, budget_s), in the order they were created."""
-    sweep_row(store, sweep_id)
-    return [dict(zip(MEMBER_COLUMNS, row)) for row in store.read(
-        f"SELECT {', '.join(MEMBER_COLUMNS)} FROM runs WHERE sweep_id = ? ORDER BY created, run_id", (sweep_id,))]
+    return store.sweep_members(sweep_id)
 
 
 def derive(stored: str, states: Counter) -> RunState:
@@ -75,6 +61,5 @@ def settle(store: RunStore, sweep_id: str) -> tuple[dict[str, Any], list[dict[st
     if state is RunState.FAILED and not error and failed:
         error = f"{len(failed)} of {len(members)} members failed, e.g. {failed[0]['run_id']}: {failed[0]['error']}"
     if state.final and (row["status"] != str(state) or (row["error"] or "") != error):
-        with store.transaction() as conn:
-            conn.execute("UPDATE sweeps SET status = ?, error = ? WHERE sweep_id = ?", (str(state), error, sweep_id))
+        store.set_sweep_status(sweep_id, state, error)
     return row, members, state, error

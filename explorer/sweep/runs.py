@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from .. import jobs
@@ -65,21 +63,10 @@ class SweepStatus:
                 f"{counts}{error}")
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _new_sweep_id() -> str:
-    return datetime.now(timezone.utc).strftime("s%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-
-
 # --- reading -------------------------------------------------------------------------------------------------------
 def _reap_unstarted(store: RunStore, sweep_id: str) -> None:
     """Ray members still waiting whose coordinator stopped renewing their lease: nobody will train them now."""
-    with store.transaction() as conn:
-        conn.execute("UPDATE runs SET status = ?, error = ?, ended = ?, lease_expires = NULL WHERE sweep_id = ? AND "
-                     "status = ? AND lease_expires < ?", (str(RunState.INTERRUPTED), COORDINATOR_GONE, _now(),
-                                                          sweep_id, str(RunState.SUBMITTED), time.time()))
+    store.interrupt_unstarted(sweep_id, COORDINATOR_GONE)
 
 
 def status(store: RunStore, sweep_id: str) -> SweepStatus:
@@ -120,13 +107,8 @@ def start(store: RunStore, spec: SweepSpec, owner_key: str, backend: str = "loca
         raise jobs.JobRefused(f"this server queues at most {cfg.max_queued_per_owner} runs per visitor: a sweep of "
                               f"{len(members)} members needs a machine of your own")
     launch = _ray_launcher() if backend == "ray" else None  # before anything is written
-    sweep_id = _new_sweep_id()
-    with store.transaction() as conn:
-        while conn.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", (sweep_id,)).fetchone():
-            sweep_id = _new_sweep_id()
-        store.insert(conn, "sweeps", [(sweep_id, spec.name, json.dumps(spec.to_dict()), backend,
-                                       str(RunState.RUNNING), _now(), jobs.owner_of(owner_key),
-                                       jobs.key_hash(owner_key), "")])
+    sweep_id = store.create_sweep(spec.name, json.dumps(spec.to_dict()), backend, jobs.owner_of(owner_key),
+                                  jobs.key_hash(owner_key))
     waiting = RunState.SUBMITTED if launch is not None else RunState.QUEUED
     try:
         for config in members:
@@ -143,11 +125,8 @@ def start(store: RunStore, spec: SweepSpec, owner_key: str, backend: str = "loca
 def _abandon(store: RunStore, sweep_id: str, error: BaseException) -> None:
     """A sweep that could not be started whole: its waiting members are cancelled, the sweep failed with the reason."""
     reason = str(error) or type(error).__name__
-    with store.transaction() as conn:
-        conn.execute("UPDATE runs SET status = ?, ended = ? WHERE sweep_id = ? AND status IN (?, ?)",
-                     (str(RunState.CANCELLED), _now(), sweep_id, str(RunState.QUEUED), str(RunState.SUBMITTED)))
-        conn.execute("UPDATE sweeps SET status = ?, error = ? WHERE sweep_id = ?",
-                     (str(RunState.FAILED), f"not started: {reason}", sweep_id))
+    store.cancel_waiting_members(sweep_id)
+    store.set_sweep_status(sweep_id, RunState.FAILED, f"not started: {reason}")
 
 
 # --- following and stopping --------------------------------------------------------------------------------------
@@ -159,8 +138,8 @@ def stop(store: RunStore, sweep_id: str, key: str | None) -> int:
     current = status(store, sweep_id)
     if current.state.final:
         raise jobs.JobRefused(f"sweep {sweep_id} is {current.state}: there is nothing to stop")
-    with store.transaction() as conn:
-        conn.execute("UPDATE sweeps SET status = ? WHERE sweep_id = ?", (str(RunState.STOPPED), sweep_id))
+    if row["status"] == str(RunState.RUNNING):  # a sweep that failed to start keeps saying so
+        store.set_sweep_status(sweep_id, RunState.STOPPED)
     asked = 0
     for member in member_rows(store, sweep_id):
         if RunState(member["status"]).active:
