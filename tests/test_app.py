@@ -241,7 +241,8 @@ def test_classroom_students_join_by_code_vote_through_the_route_and_only_the_tea
         student.button(key="reveal_recorded")
     teacher = page("Classroom", query={"lesson": lesson_id, "key": key})
     teacher.button(key="reveal_recorded").click().run()
-    assert "Answer: Plain-20" in texts(teacher) and "2 Plain-20 · 1 Plain-56 · 0 About the same" in texts(teacher)
+    assert "Answer: Plain-20" in texts(teacher)
+    assert "2 Plain-20 · 1 Plain-56 · 0 About the same" in texts(teacher).replace("\\", "")
     assert "Answer: Plain-20" in texts(student.run())
     assert [e["phase"] for e in live_elements(student) if e["kind"] == "ballot"] == ["revealed"]
 

@@ -51,6 +51,26 @@ def page(browser):
     return page
 
 
+def test_a_fresh_servers_first_visitor_deep_links_without_errors(tmp_path, browser):
+    """The first visit after a server starts opens /Learn, then a run's view link: no "Page not found" dialog, no
+    console error, nothing fetched from another host."""
+    with app_server(tmp_path, EXPLORER_WORKERS="0") as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors, elsewhere = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
+        page.goto(f"{url}/Learn")
+        page.get_by_role("heading", name="Learn").first.wait_for(timeout=120_000)
+        recorded = re.search(r"Reference run (r\d{8}-\d{6}-[0-9a-f]+)", page.get_by_text("Reference run").first.inner_text())[1]
+        page.goto(f"{url}/Lab?run={recorded}")
+        page.get_by_role("heading", name="Lab").wait_for(timeout=120_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+        assert "/Lab" in page.url and f"run={recorded}" in page.url
+        assert page.locator('[role="dialog"]').count() == 0
+        assert errors == [] and elsewhere == []
+
+
 def test_train_watch_stop_reload_in_a_real_browser(app_url, browser, page, tmp_path):
     page.goto(app_url + TINY_LAB)
     page.get_by_role("heading", name="Lab").wait_for()
