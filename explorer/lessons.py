@@ -33,6 +33,7 @@ class Lesson:
     options: dict[str, str]  # answer key -> what a student reads
     answer: Callable[[RunRecords], str]  # the right answer's key, read off the run
     chart: str  # the chart of explorer.ui.figures.CHARTS that shows it
+    evidence: Callable[[RunRecords], str]  # the numbers the answer was read from, in a line
 
 
 def _train(r: RunRecords, label: str) -> float:
@@ -40,6 +41,18 @@ def _train(r: RunRecords, label: str) -> float:
     if value is None:
         raise LessonError(f"{label} has no final training error in this run: reveal another run")
     return value
+
+
+def _pair(r: RunRecords, deep: str, shallow: str) -> str:
+    from .config import display_name
+
+    return (f"final training error {display_name(deep)} {_train(r, deep):.1f}%, {display_name(shallow)} "
+            f"{_train(r, shallow):.1f}%")
+
+
+def _responses(r: RunRecords) -> str:
+    plain, residual = mean_response_std(r.probes, "plain56"), mean_response_std(r.probes, "resnet56")
+    return f"mean layer response std Plain-56 {plain:.2f}, ResNet-56 {residual:.2f}"
 
 
 def _which_plain(r: RunRecords) -> str:
@@ -64,16 +77,17 @@ LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in (
            "Two plain nets train on the same images, in the same order: one with 20 layers, one with 56. Which "
            "ends with the lower training error?",
            {"plain20": "Plain-20 (the shallow one)", "plain56": "Plain-56 (the deep one)",
-            "same": "About the same"}, _which_plain, "errors"),
+            "same": "About the same"}, _which_plain, "errors", lambda r: _pair(r, "plain56", "plain20")),
     Lesson("deeper-residual", "Deeper residual nets", "degradation",
            "Now the same two depths with shortcut connections: ResNet-20 and ResNet-56. Which ends with the lower "
            "training error?",
            {"resnet20": "ResNet-20 (the shallow one)", "resnet56": "ResNet-56 (the deep one)",
-            "same": "About the same"}, _which_residual, "errors"),
+            "same": "About the same"}, _which_residual, "errors", lambda r: _pair(r, "resnet56", "resnet20")),
     Lesson("responses", "Layer responses", "degradation",
            "After training, whose layers respond more strongly to an image (larger output std): the 56-layer plain "
            "net's, or the 56-layer residual net's?",
-           {"plain": "The plain net's", "residual": "The residual net's"}, _which_responds, "responses"),
+           {"plain": "The plain net's", "residual": "The residual net's"}, _which_responds, "responses",
+           _responses),
 )}
 
 

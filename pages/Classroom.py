@@ -21,7 +21,7 @@ import streamlit as st
 from explorer import jobs, lessons
 from explorer.settings import settings
 from explorer.states import RunState
-from explorer.ui import figures, session, theme
+from explorer.ui import session, theme
 from explorer.ui.live import element
 from explorer.ui.live.feed import View
 from explorer.ui.session import plain
@@ -29,7 +29,7 @@ from explorer.ui.session import plain
 LESSON_KEY = "lesson"
 JOIN_KEY = "join"
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
-PROJECTOR_HEIGHT = 380  # px of the revealed chart: question, votes, chart and answer fit a 1280x720 projector
+PROJECTOR_HEIGHT = 290  # px of the revealed chart: question, votes, chart and answer fit a 1280x720 projector
 
 
 # --- the join link ---------------------------------------------------------------------------------------------
@@ -59,11 +59,9 @@ def public_base() -> tuple[str, str]:
     address = network_address()
     port = f":{url.port}" if url.port else ""
     if address is None:
-        return f"{url.scheme}://{url.netloc}{path}", ("This page is open at a loopback address, which students' "
-                                                      "phones cannot reach: set EXPLORER_PUBLIC_URL.")
+        return f"{url.scheme}://{url.netloc}{path}", "Phones cannot reach this loopback address: set EXPLORER_PUBLIC_URL."
     return f"{url.scheme}://{address}{port}{path}", (
-        f"This page is open at {host}, which phones cannot reach; the link uses this machine's network address "
-        f"{address}. If students cannot open it, set EXPLORER_PUBLIC_URL to the address they can reach.")
+        f"Not {host}: phones get this machine's address (or set EXPLORER_PUBLIC_URL).")
 
 
 def qr_png(url: str) -> bytes:
@@ -76,11 +74,12 @@ def join_box(row: dict) -> None:
     """QR code, the short code and the address students type."""
     base, warning = public_base()
     link = f"{base}/join/{row['code']}"
-    st.image(qr_png(link), width=170)
+    st.image(qr_png(link), width=150)
     st.markdown(f"Join at **{plain(base.split('://', 1)[1])}/join**  \nLesson code: **{row['code']}**")
-    st.code(link, language=None)  # copyable, never rendered as Markdown
     if warning:
-        st.warning(warning, icon=":material/wifi_off:")
+        st.caption(f":material/wifi_off: {plain(warning)}")
+    with st.expander("The students' link"):
+        st.code(link, language=None, wrap_lines=True)  # copyable; never Markdown, so never a mangled auto-link
 
 
 # --- the reveal --------------------------------------------------------------------------------------------------
@@ -97,8 +96,9 @@ def reveal(row: dict, lesson: lessons.Lesson, owner: bool, height: int = 0) -> N
     counts = lessons.tally(store, row["lesson_id"])
     run_id = row["run_id"]
     state = RunState(store.run(run_id)["status"])
-    st.markdown(f"**{plain(votes_sentence(counts, lesson))}**")
-    element.chart(run_id, View(lesson.chart, "epoch", theme.scale(), height=height), key=f"reveal-{run_id}")
+    st.caption(f"**{plain(votes_sentence(counts, lesson))}**")
+    element.chart(run_id, View(lesson.chart, "epoch", theme.scale(), height=height), key=f"reveal-{run_id}",
+                  summary=False)  # the answer below says the numbers that matter
     if state.active:
         element.status(run_id, str(state), owner, key=f"reveal-status-{run_id}")
         st.info("The run is still training: the answer is read off its numbers when it finishes.")
@@ -109,8 +109,8 @@ def reveal(row: dict, lesson: lessons.Lesson, owner: bool, height: int = 0) -> N
         st.warning(plain(error))
         return
     share = counts.get(right, 0) / max(1, sum(counts.values()))
-    tables = figures.RunTables.read(store, run_id)
-    st.success(f"**Answer: {lesson.options[right]}.** {figures.CHARTS[lesson.chart].summary(tables)} "
+    evidence = lesson.evidence(records)
+    st.success(f"**Answer: {lesson.options[right]}.** {evidence[0].upper()}{evidence[1:]}. "
                f"{share:.0%} of the class predicted it.")
 
 
@@ -138,9 +138,9 @@ def teacher_view(row: dict) -> None:
     theme.projector()
     st.markdown(f"### {lesson.question}")
     main, side = st.columns([5, 2], gap="medium")
-    with side:
-        join_box(row)
+    with side:  # the buttons first: the join box may grow (a network warning), the buttons stay above the fold
         teacher_buttons(row, lesson)
+        join_box(row)
     with main:
         if row["phase"] == lessons.VOTING:
             element.tally(row["lesson_id"], row["phase"], key=f"tally-{row['lesson_id']}")

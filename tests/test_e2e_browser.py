@@ -61,7 +61,7 @@ def test_a_fresh_servers_first_visitor_deep_links_without_errors(tmp_path, brows
         page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
         page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
         page.goto(f"{url}/Learn")
-        page.get_by_role("heading", name="Learn").first.wait_for(timeout=120_000)
+        page.get_by_role("heading", name="Why deeper nets got worse").first.wait_for(timeout=120_000)
         recorded = re.search(r"Reference run (r\d{8}-\d{6}-[0-9a-f]+)", page.get_by_text("Reference run").first.inner_text())[1]
         page.goto(f"{url}/Lab?run={recorded}")
         page.get_by_role("heading", name="Lab").wait_for(timeout=120_000)

@@ -252,7 +252,10 @@ def error_figure(steps: pd.DataFrame, evals: pd.DataFrame, x: str = "epoch", sca
     for axis in axes(layout, "x"):
         axis.update(axis_title(X_TITLES.get(x, x)))
     layout["yaxis"].update(axis_title("error (%)"))
-    layout["legend"] = {"orientation": "h", "y": -0.22, "x": 0}  # below: the two panels keep the chart's width
+    # The legend below the axis titles (its own strip at the figure's bottom), so the two panels keep the width.
+    layout["legend"] = {"orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0,
+                        "yanchor": "bottom"}
+    layout["margin"] = {"b": int(40 * scale)}
     return figure(data, layout, scale, height=440)
 
 

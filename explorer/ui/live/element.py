@@ -47,9 +47,10 @@ def lesson_url(lesson_id: str) -> str:
     return f"{_base_path()}/api/lessons/{lesson_id}"
 
 
-def chart(run_id: str, view: View, key: str) -> None:
-    """A chart of the run that extends itself as the run trains (and the sentence in numbers under it)."""
-    _mount(key, {"kind": "chart", "url": run_url(run_id), "view": view.key})
+def chart(run_id: str, view: View, key: str, summary: bool = True) -> None:
+    """A chart of the run that extends itself as the run trains, and (with `summary`) the sentence in numbers under
+    it."""
+    _mount(key, {"kind": "chart", "url": run_url(run_id), "view": view.key, "summary": summary})
 
 
 def status(run_id: str, rendered: str, owner: bool, key: str) -> None:

@@ -125,14 +125,14 @@ class ChartSlot {
     this.summary = element("div", "rx-caption");
     root.replaceChildren(this.plot, this.empty, this.summary);
     this.ready = loadPlotly(data.plotly);
-    this.summaryPrefix = data.summaryPrefix || "In numbers: ";
+    this.summaryPrefix = data.summary === false ? null : "In numbers: ";
   }
 
   receive(body) {
     const change = body.charts[this.view];
     if (change) this.apply(change);
     const text = body.summaries[this.view];
-    if (text !== undefined) this.summary.textContent = text ? this.summaryPrefix + text : "";
+    if (text !== undefined && this.summaryPrefix !== null) this.summary.textContent = text ? this.summaryPrefix + text : "";
   }
 
   apply(change) {
