@@ -580,6 +580,22 @@ class Config:
                 changes[path] = _parse(key, _query_value(key, query[key]), kind)
         return _set_paths(base or DEFAULT_CONFIG, changes)
 
+    @classmethod
+    def from_query_keeping(cls, query: Mapping[str, str]) -> tuple["Config", dict[str, str]]:
+        """`from_query` of every field of `query` that parses, and for each field that does not, what is wrong: a
+        link with one bad field keeps the others. Fields are taken in order, so a field that contradicts an earlier
+        one is the one reported."""
+        good: dict[str, str] = {}
+        bad: dict[str, str] = {}
+        for key, value in dict(query).items():
+            try:
+                cls.from_query({**good, key: value})
+            except ConfigError as error:
+                bad[str(key)] = str(error)
+            else:
+                good[key] = value
+        return cls.from_query(good), bad
+
 
 APP_KEYS: tuple[str, ...] = ("run", "key")  # URL keys of the app that are not configuration
 

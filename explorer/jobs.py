@@ -25,6 +25,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config import Config, ConfigError
 from . import device as device_policy
@@ -34,6 +35,9 @@ from .memory import check
 from .settings import settings
 from .states import Control, RunState
 from .store import RunStore, Waiting, code_version
+
+if TYPE_CHECKING:
+    from .landscape import SliceSpec
 
 LEASE_SECONDS = 5.0  # a worker renews every second; a run whose lease lapsed this long ago is interrupted
 WORKER_STALE_SECONDS = 30.0
@@ -178,6 +182,7 @@ def reap(store: RunStore) -> list[str]:
     """Mark runs whose worker stopped renewing its lease `interrupted`, and forget workers long silent."""
     lost = store.reap_expired("its worker stopped answering (killed or crashed); every record up to its last flush "
                               "is kept, and it can be resumed")
+    store.reap_studies("its worker stopped answering (killed or crashed): ask for the slices again")
     store.forget_silent_workers(WORKER_STALE_SECONDS)
     return lost
 
@@ -227,6 +232,42 @@ def requeue(store: RunStore, run_id: str, key: str | None) -> None:
     if not status.resumable:
         raise JobRefused(f"run {run_id} is {status}: only stopped or interrupted runs can be resumed")
     store.requeue(run_id)
+
+
+# --- studies of finished runs --------------------------------------------------------------------------------------
+STUDY_LEASE_SECONDS = 60.0  # a worker renews a study's lease every few points; one that lapsed this long failed
+
+
+@dataclass(frozen=True)
+class StudyRequest:
+    study_id: str
+    attached: bool  # the same study was already asked for: this request joined it
+    estimate_s: float
+
+
+def request_landscape(store: RunStore, run_id: str, key: str | None, spec: "SliceSpec") -> StudyRequest:
+    """Queue the loss-surface slices `spec` of a finished run for a free worker: its owner only, priced first and
+    held to this server's cap on a job's length (a hosted server's `EXPLORER_MAX_JOB_SECONDS`)."""
+    from .checkpoints import checkpoint_path
+    from .landscape import estimate_seconds
+
+    row = _owned(store, run_id, key)
+    status = RunState(row["status"])
+    if status not in (RunState.FINISHED, RunState.STOPPED):
+        raise JobRefused(f"run {run_id} is {status}: slices are cut through a finished (or stopped) run's weights")
+    if not checkpoint_path(store, run_id).exists():
+        raise JobRefused(f"run {run_id} kept no trained weights on this server (a recorded run, or its checkpoint "
+                         "was removed): train it here, then ask for its slices")
+    config = store.config(run_id)
+    kind = device_kind(config, store)
+    seconds = estimate_seconds(store, run_id, spec, kind, device_policy.precision_on(config.precision, kind))
+    cap = settings().max_job_seconds
+    if cap is not None and seconds > cap:
+        raise JobRefused(f"these slices would take about {seconds / 60:.0f} min; this server runs jobs of up to "
+                         f"{cap / 60:.0f} min: ask for a coarser grid or fewer images")
+    study_id, attached = store.request_study(run_id, "landscape", spec.to_json(), kind, owner_of(key),
+                                             key_hash(key), seconds)
+    return StudyRequest(study_id, attached, seconds)
 
 
 # --- what a waiting page shows --------------------------------------------------------------------------------------

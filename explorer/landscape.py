@@ -135,6 +135,14 @@ class SliceSpec:
         body = json.dumps({**asdict(self), "models": list(self.models), "method": METHOD_VERSION}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:12]
 
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "models": list(self.models)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SliceSpec":
+        raw = json.loads(text)
+        return cls(**{**raw, "models": tuple(raw["models"])})
+
 
 @dataclass(frozen=True)
 class Landscape:
@@ -167,12 +175,13 @@ def images_used(config: Config, spec: SliceSpec) -> int:
     return min(spec.images, config.data.subset)
 
 
-def estimate_seconds(store: RunStore, run_id: str, spec: SliceSpec, policy: DevicePolicy) -> float:
-    """Predicted seconds of `spec` on `policy`'s device, from this machine's stored calibration (arithmetic only)."""
+def estimate_seconds(store: RunStore, run_id: str, spec: SliceSpec, kind: str, precision: str) -> float:
+    """Predicted seconds of `spec` on a device of `kind` computing in `precision`, from this machine's stored
+    calibration (arithmetic only: the web server prices a slice without PyTorch)."""
     from .jobs import calibration
 
     config = store.config(run_id)
-    calibrated = calibration(store, policy.device.type, policy.precision)
+    calibrated = calibration(store, kind, precision)
     images, classes = images_used(config, spec), len(config.data.classes) or 10
     seconds = 0.0
     for model in _model_configs(store, run_id, spec):
@@ -329,7 +338,7 @@ def compute(store: RunStore, run_id: str, spec: SliceSpec, *, budget_s: float | 
     cfgs = _model_configs(store, run_id, spec)
     policy = resolve_policy(config, device, threads)
     images = images_used(config, spec)
-    estimate = estimate_seconds(store, run_id, spec, policy)
+    estimate = estimate_seconds(store, run_id, spec, policy.device.type, policy.precision)
     check_budget(spec, estimate, budget_s, images)
     weights = trained_weights(store, run_id)
     policy.apply()

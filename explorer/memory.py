@@ -33,7 +33,6 @@ ACTIVATION_FACTOR: dict[tuple[str, str], float] = {
     ("cpu", "fp32"): 1.06, ("cpu", "bf16"): 0.56, ("cuda", "fp32"): 1.05, ("cuda", "bf16"): 0.52,
 }
 WORKSPACE_BYTES = {"cpu": 0, "cuda": 64_000_000}
-MMAP_THRESHOLD = 128 * 1024
 PROCESS_BYTES = {"cpu": 450_000_000, "cuda": 600_000_000}  # PyTorch and the worker itself (host RAM / CUDA context)
 
 
@@ -141,12 +140,15 @@ def check(config: Config, device_kind: str, precision: str, limit: int | None = 
     return estimate
 
 
-def release_memory_eagerly() -> None:
-    """Make glibc serve large blocks from mmap at a fixed threshold, so freed activations go back to the OS.
+def return_freed_memory() -> None:
+    """Give what a finished run freed back to the operating system (glibc's ``malloc_trim``; nothing off glibc).
 
-    By default glibc raises its mmap threshold after large frees and keeps later activations on a heap that never
-    shrinks: a long-lived worker then holds the peak of every run it trained, and peaks grow by up to 80% with
-    fragmentation (measured with bench/memory.py). Workers call this once at start; it does nothing off glibc.
+    During a run glibc keeps large freed blocks for reuse, and its dynamic mmap threshold serves the next step's
+    activations from them: that is what lets a worker train at the command line's speed. Between runs nothing would
+    give them back, and a long-lived worker would hold the peak of every run it trained; workers call this after
+    each run and study, which keeps their memory flat across runs (bench/memory.py --worker-runs). A fixed mmap
+    threshold (every large block mapped and unmapped at each use) also kept memory flat, but cost a fifth of the
+    training speed (bench/overhead.py: 0.79x the bare loop's images/s).
     """
     import ctypes
     import ctypes.util
@@ -156,5 +158,5 @@ def release_memory_eagerly() -> None:
         libc = ctypes.CDLL(name) if name else None
     except OSError:
         libc = None
-    if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD; setting it also turns off glibc's dynamic threshold
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)

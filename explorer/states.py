@@ -81,6 +81,17 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 }
 
 
+# A study of a finished run (its loss-surface slices, explorer.landscape) is a smaller job: a worker that is free of
+# runs takes it, computes it and keeps its result beside the store; one whose worker stopped answering failed.
+STUDY_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.RUNNING: frozenset({_S.FINISHED, _S.FAILED}),
+    _S.FINISHED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.CANCELLED: frozenset(),
+}
+
+
 def may_follow(current: RunState, new: RunState) -> bool:
     """Whether a run in state `current` may change to `new` (see `TRANSITIONS`)."""
     return new in TRANSITIONS[current]

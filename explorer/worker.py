@@ -31,7 +31,7 @@ from .config import Config, DataConfig
 from .data import ImageData, load_data, load_full
 from .device import DevicePolicy, calibrated_precisions, resolve_device
 from .estimate import calibrate
-from .memory import check, release_memory_eagerly
+from .memory import check, return_freed_memory
 from .settings import settings
 from .states import Control, ModelState, RunState
 from .store import RunStore, utc_now
@@ -107,7 +107,6 @@ class Worker:
         self.data = DataCache(self.device, data_dir)
         self.trainer: Trainer | None = None
         self._stopping = threading.Event()
-        release_memory_eagerly()
 
     # --- one run --------------------------------------------------------------------------------
     def train(self, run_id: str, resume: bool = False) -> RunState:
@@ -200,6 +199,31 @@ class Worker:
             return claimed_id, self.train(claimed_id, resume)
         finally:
             jobs.worker_idle(self.store, self.worker_id)
+            return_freed_memory()
+
+    def study_one(self) -> str | None:
+        """Take the oldest study queued for this device (a finished run's loss-surface slices) and compute it,
+        renewing its lease as the points come; None when none waits."""
+        from .landscape import LandscapeError, SliceSpec, compute
+
+        study = self.store.claim_study(self.worker_id, self.kind, jobs.STUDY_LEASE_SECONDS)
+        if study is None:
+            return None
+        study_id = study["study_id"]
+
+        def renew(done: int, total: int) -> None:
+            if not self.store.renew_study(study_id, self.worker_id, jobs.STUDY_LEASE_SECONDS):
+                raise LandscapeError("this worker's lease on the study lapsed")
+
+        try:
+            compute(self.store, study["run_id"], SliceSpec.from_json(study["spec"]),
+                    budget_s=settings().max_job_seconds, device=self.kind, progress=renew, data_dir=self.data.data_dir)
+            self.store.end_study(study_id, RunState.FINISHED)
+        except Exception as error:  # a study that cannot finish fails with its reason; the worker goes on
+            self.store.end_study(study_id, RunState.FAILED, error=_reason(error))
+        finally:
+            return_freed_memory()
+        return study_id
 
     def serve(self, idle_exit: float | None = None, parent_pid: int | None = None) -> None:
         """Claim and train runs until stopped (or idle for `idle_exit` seconds, or the parent process is gone)."""
@@ -211,7 +235,7 @@ class Worker:
                 if parent_pid is not None and os.getppid() != parent_pid:
                     break
                 jobs.reap(self.store)
-                if self.run_one() is not None:
+                if self.run_one() is not None or self.study_one() is not None:
                     idle_since = time.monotonic()
                     continue
                 jobs.worker_idle(self.store, self.worker_id)

@@ -13,13 +13,14 @@ from dataclasses import replace
 import streamlit as st
 
 from explorer import jobs
-from explorer.config import Config, ConfigError
+from explorer.config import Config
 from explorer.estimate import Estimate
 from explorer.states import Control, RunState
 from explorer.ui import config_form, panels, session
 from explorer.ui.session import plain
 
 LAB_RUN = "lab_run"
+BAD_FIELDS = "lab_bad_fields"  # link fields that did not parse: key -> (value, why, the form's value then)
 SLOW_NOTICE = "slow_notice"
 SLOW_SECONDS = 300.0  # runs predicted to take longer than this ask before they start
 
@@ -33,10 +34,9 @@ def init_lab() -> str | None:
         query = {k: v for k, v in st.query_params.to_dict().items() if k not in (session.RUN_KEY, session.OWNER_KEY)}
         config = None
         if query:
-            try:
-                config = Config.from_query(query)
-            except ConfigError as error:
-                st.error(f"The link's settings are not valid: {plain(error)}. Showing the default configuration.")
+            config, bad = Config.from_query_keeping(query)
+            state[BAD_FIELDS] = {key: (str(query[key]), reason, config.to_query().get(key)) for key, reason in
+                                 bad.items()}
         config = config or (run_id and replayable(session.stored_config(run_id)))
         if config:
             config_form.load_config(config)
@@ -44,6 +44,27 @@ def init_lab() -> str | None:
             config_form.load_default()
         state[LAB_RUN] = run_id
     return state.get(LAB_RUN)
+
+
+def bad_fields(config: Config | None) -> bool:
+    """Say which fields of the link were not valid (the others are in the form) and whether any is still unfixed:
+    a field counts as fixed once the form's value for it changes, or when its default is accepted."""
+    state = st.session_state
+    pending = state.get(BAD_FIELDS, {})
+    if config is not None:
+        now = config.to_query()
+        pending = {key: f for key, f in pending.items() if now.get(key) == f[2]}
+    for key, (value, reason, _) in pending.items():
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.error(f"The link's **{plain(key)}={plain(value[:40])}** is not valid: {plain(reason)}. Its other "
+                     "settings are in the form; set this one there (Train waits until you do).",
+                     icon=":material/link_off:")
+            if st.button("Keep the form's value", key=f"accept-{key}"):
+                pending = {k: f for k, f in pending.items() if k != key}
+                state[BAD_FIELDS] = pending
+                st.rerun()
+    state[BAD_FIELDS] = pending
+    return bool(pending)
 
 
 def replayable(config: Config | None) -> Config | None:
@@ -167,6 +188,8 @@ def page() -> None:
             config = config_form.config_form()
         replaying = run_id is not None and config == replayable(session.stored_config(run_id))
         cost = estimate_line(config, replaying) if config is not None else None
+        if bad_fields(config):
+            cost = None  # Train stays disabled until the link's bad fields are set
 
     row = session.run_row(run_id)
     state = RunState(row["status"]) if row else None
@@ -194,7 +217,7 @@ def page() -> None:
         show_verdict(run_id)
         if state.final and state is not RunState.FAILED:
             with st.expander("Loss landscape (Li et al. 2018)"):
-                panels.landscape_panel(run_id, "lab-landscape")
+                panels.landscape_panel(run_id, "lab-landscape", owner)
         with st.expander("Links, downloads and the command line"):
             share_links(run_id, owner)
             panels.downloads(run_id, session.stored_config(run_id) or config_form.current_config(), x)

@@ -254,3 +254,29 @@ def test_compares_difference_defaults_to_the_gap_within_one_run_not_across_runs(
     assert "Plain-56" in first and "Plain-20" in second
     assert first.split(" · ")[0] == second.split(" · ")[0]  # the same run: the degradation gap, not GPU vs CPU
     assert len(references) == 2
+
+
+def test_a_link_with_one_bad_field_keeps_the_others_and_waits_for_that_field(store):
+    app = page("Lab", query={**TINY, "lr": "-1"})
+    assert not app.exception
+    assert app.session_state["cfg_models"] == "plain8,resnet8" and app.session_state["cfg_subset"] == 200
+    assert any("lr=-1" in e.value.replace("\\", "") and "is not valid" in e.value for e in app.error)
+    assert app.button(key="train").disabled  # until the bad field is set
+    app.button(key="accept-lr").click().run()
+    assert not any("lr=" in e.value for e in app.error) and not app.button(key="train").disabled
+    assert app.session_state["cfg_models"] == "plain8,resnet8"  # the good fields survived
+
+
+def test_the_owner_of_a_finished_run_queues_its_slices_from_the_lab(store):
+    from support import OWNER
+
+    run_id = train(store, tiny_config(steps=8, eval_every=4, probe_every=2))
+    viewer = page("Lab", query={"run": run_id})
+    with pytest.raises(KeyError):
+        viewer.button(key="lab-landscape-compute")  # only its owner's link can ask
+    owner = page("Lab", query={"run": run_id, "key": OWNER}, state={"key": OWNER})
+    assert any("Estimated at about" in c.value for c in owner.caption)
+    owner.button(key="lab-landscape-compute").click().run()
+    assert not owner.exception
+    assert [s["kind"] for s in store.studies_of(run_id)] == ["landscape", "landscape"]
+    assert any("Computing the loss-surface slices" in i.value for i in owner.info)

@@ -15,6 +15,7 @@ from explorer.models import build_model
 from explorer.step import loss_and_error
 from explorer.store import RunStore
 from explorer.trainer import batch_statistics
+from explorer.device import precision_on
 from explorer.ui import charts
 from explorer.ui.charts import as_plotly
 from explorer.ui.figures import CHARTS, RunTables
@@ -95,7 +96,8 @@ def test_a_slice_over_budget_is_refused_before_any_work_with_what_to_shrink(trai
     store, run_id = trained
     monkeypatch.setattr(landscape, "trained_weights", lambda *a: pytest.fail("work started despite the estimate"))
     big = spec("2d", grid=21)
-    estimate = landscape.estimate_seconds(store, run_id, big, landscape.resolve_policy(store.config(run_id), "cpu"))
+    precision = precision_on(store.config(run_id).precision, "cpu")
+    estimate = landscape.estimate_seconds(store, run_id, big, "cpu", precision)
     with pytest.raises(landscape.OverBudget, match=r"21×21 points × 2 models × 32 images\), over the budget of .*: "
                                                    r"use --grid 9, or a larger --budget"):
         landscape.compute(store, run_id, big, budget_s=estimate / 4, device="cpu")
@@ -201,3 +203,59 @@ def test_cli_prices_computes_summarises_and_draws(trained, tmp_path, capsys):
     assert (tmp_path / "slice-2d.html").stat().st_size > 10_000
     assert main(["--store", str(store.path), "landscape", run_id, "--grid", "31", "--budget", "0.01"]) == 2
     assert "over the budget of 0.01 s" in capsys.readouterr().err
+
+
+# --- a study queued from the Lab ------------------------------------------------------------------------------
+def test_the_owner_queues_slices_and_a_free_worker_computes_them(tmp_path, monkeypatch):
+    from support import OWNER
+    from explorer import jobs
+    from explorer.states import RunState
+    from explorer.store import StoreError
+    from explorer.worker import Worker
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = train(store, tiny_config(steps=8))
+    one_d, two_d = spec("1d"), spec("2d")
+    with pytest.raises(jobs.NotOwner):
+        jobs.request_landscape(store, run_id, "someone-else-key-0000", one_d)
+    first = jobs.request_landscape(store, run_id, OWNER, one_d)
+    again = jobs.request_landscape(store, run_id, OWNER, one_d)
+    assert not first.attached and again.attached and again.study_id == first.study_id and first.estimate_s > 0
+    jobs.request_landscape(store, run_id, OWNER, two_d)
+    assert [s["status"] for s in store.studies_of(run_id)] == ["queued", "queued"]
+
+    worker = Worker(store, "cpu")
+    assert worker.study_one() == first.study_id and worker.study_one() is not None and worker.study_one() is None
+    assert {s["status"] for s in store.studies_of(run_id)} == {"finished"}
+    assert landscape.latest(store, run_id, "1d") is not None and landscape.latest(store, run_id, "2d") is not None
+    with pytest.raises(StoreError, match="cannot become running"):
+        store.end_study(first.study_id, RunState.RUNNING)
+
+    monkeypatch.setenv("EXPLORER_MAX_JOB_SECONDS", "1")
+    with pytest.raises(jobs.JobRefused, match="this server runs jobs of up to"):
+        jobs.request_landscape(store, run_id, OWNER, spec("2d", grid=21))
+    unfinished = submit_run(store)
+    with pytest.raises(jobs.JobRefused, match="finished"):
+        jobs.request_landscape(store, unfinished, OWNER, one_d)
+
+
+def submit_run(store: RunStore) -> str:
+    from dataclasses import replace
+
+    from support import submit
+
+    return submit(store, replace(tiny_config(steps=8), seed=5))
+
+
+def test_a_study_whose_worker_died_fails_with_a_reason(tmp_path):
+    from support import OWNER
+    from explorer import jobs
+    from explorer.states import RunState
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = train(store, tiny_config(steps=4))
+    study = jobs.request_landscape(store, run_id, OWNER, spec("1d"))
+    assert store.claim_study("w-gone", "cpu", lease_s=-1.0)["study_id"] == study.study_id  # its lease already lapsed
+    jobs.reap(store)
+    (row,) = store.studies_of(run_id)
+    assert row["status"] == str(RunState.FAILED) and "stopped answering" in row["error"]

@@ -103,7 +103,7 @@ def _slice(store: RunStore, args: argparse.Namespace, spec: "SliceSpec", policy:
     if done is not None:
         return done
     config = store.config(args.run_id)
-    estimate = landscape.estimate_seconds(store, args.run_id, spec, policy)
+    estimate = landscape.estimate_seconds(store, args.run_id, spec, policy.device.type, policy.precision)
     say(f"{spec.kind} slice of {', '.join(spec.models)}: {spec.points} points each on "
         f"{landscape.images_used(config, spec):,} images; estimate about {format_seconds(estimate)} on {policy.name}, "
         f"{policy.precision} (budget {format_seconds(budget)})\n")

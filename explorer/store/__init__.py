@@ -27,12 +27,14 @@ Tables (errors are percentages 0-100, ``model`` is the `ModelConfig.label`):
     sweeps      sweep_id, name, spec (JSON), backend, status, created, owner, key_hash, error
     lessons     lesson_id, lesson, key_hash, phase, run_id, created, code
     votes       lesson_id, voter, choice, created
+    studies     study_id, run_id, kind, spec (JSON), status (`RunState`, `states.STUDY_TRANSITIONS`), device_kind,
+                owner, key_hash, estimate_s, worker, lease_expires, created, ended, error
 
 Reads return pandas DataFrames with exactly these columns, or plain rows (dicts) for the queue's own reads. A run
 also travels as a bundle directory (`export_bundle` / `import_bundle`).
 
 Modules: `schema` (tables, migrations), `base` (the file, connections, transactions, status changes), `runs` (a
-run's records), `queue` (claims, leases, controls, workers), `sweeps`, `classroom`, `bundles`.
+run's records), `queue` (claims, leases, controls, workers), `sweeps`, `classroom`, `studies`, `bundles`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .bundles import BUNDLE_FORMAT, Bundles
 from .classroom import Classroom
 from .queue import Claim, Held, Waiting
 from .schema import COLUMNS, KEYS, METRIC_TABLES, RUN_TABLES, SCHEMA_VERSION
+from .studies import Studies
 from .sweeps import Sweeps, valid_sweep_id
 
 __all__ = ["RunStore", "StoreError", "IllegalTransition", "Claim", "Held", "Waiting", "valid_run_id",
@@ -49,5 +52,5 @@ __all__ = ["RunStore", "StoreError", "IllegalTransition", "Claim", "Held", "Wait
            "SCHEMA_VERSION", "BUNDLE_FORMAT", "LIST_RUNS_HINT"]
 
 
-class RunStore(Sweeps, Bundles, Classroom):
+class RunStore(Sweeps, Bundles, Classroom, Studies):
     """All runs in one SQLite file (WAL mode, one connection per thread): see the module docstring."""

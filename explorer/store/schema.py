@@ -2,7 +2,8 @@
 
 Schema 1 (the web server trained runs itself) had the runs and metric tables; schema 2 made runs jobs (owner, key
 hash, fingerprint, lease, control, progress, estimate, sweep) and added workers, calibration, sweeps, lessons and
-votes; schema 3 gives every lesson a short join code a student can type on a phone.
+votes; schema 3 gives every lesson a short join code a student can type on a phone; schema 4 adds studies (a
+finished run's loss-surface slices, asked for in the Lab and computed by a free worker).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 METRIC_TABLES = ("steps", "evals", "probes", "lesions")
 
 # table -> column -> SQLite type. REAL columns stay nullable because SQLite stores NaN (a diverged loss) as NULL.
@@ -38,6 +39,9 @@ COLUMNS: dict[str, dict[str, str]] = {
     "lessons": dict(lesson_id="TEXT", lesson="TEXT", key_hash="TEXT", phase="TEXT", run_id="TEXT",
                     created="TEXT", code="TEXT"),
     "votes": dict(lesson_id="TEXT", voter="TEXT", choice="TEXT", created="TEXT"),
+    "studies": dict(study_id="TEXT", run_id="TEXT", kind="TEXT", spec="TEXT", status="TEXT", device_kind="TEXT",
+                    owner="TEXT", key_hash="TEXT", estimate_s="REAL", worker="TEXT", lease_expires="REAL",
+                    created="TEXT", ended="TEXT", error="TEXT"),
 }
 KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id",),
@@ -51,6 +55,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "sweeps": ("sweep_id",),
     "lessons": ("lesson_id",),
     "votes": ("lesson_id", "voter"),
+    "studies": ("study_id",),
 }
 RUN_TABLES = ("runs", "models", *METRIC_TABLES)  # the tables that hold a run
 NULLABLE = {"started", "ended", "diverged_step", "owner", "key_hash", "fingerprint", "device_kind", "worker",
@@ -87,7 +92,9 @@ def _statements() -> list[str]:
                    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created)",
                    "CREATE INDEX IF NOT EXISTS runs_by_fingerprint ON runs (fingerprint)",
                    "CREATE INDEX IF NOT EXISTS runs_by_sweep ON runs (sweep_id)",
-                   "CREATE UNIQUE INDEX IF NOT EXISTS lessons_by_code ON lessons (code)"]
+                   "CREATE UNIQUE INDEX IF NOT EXISTS lessons_by_code ON lessons (code)",
+                   "CREATE INDEX IF NOT EXISTS studies_by_run ON studies (run_id, created)",
+                   "CREATE INDEX IF NOT EXISTS studies_by_status ON studies (status, created)"]
     return statements
 
 

@@ -78,14 +78,13 @@ def train_member(coordinator: Any, run_id: str, config_json: str, budget_s: floa
 
     from ..config import Config
     from ..device import resolve_device
-    from ..memory import release_memory_eagerly
+    from ..memory import return_freed_memory
     from ..trainer import Trainer
     from ..worker import DataCache, prepare
 
     sink = CoordinatorSink(coordinator)
     if not ray.get(coordinator.started.remote(run_id, socket.gethostname(), os.getpid())):
         return str(RunState.CANCELLED)
-    release_memory_eagerly()
     try:
         config = Config.from_json(config_json)
         if not config.threads:
@@ -99,5 +98,7 @@ def train_member(coordinator: Any, run_id: str, config_json: str, budget_s: floa
     except Exception as error:
         sink.flush()
         raise MemberError(reason(error)) from None
+    finally:
+        return_freed_memory()  # a Ray worker process trains member after member
     sink.flush()
     return str(state)

@@ -17,12 +17,12 @@ import streamlit as st
 
 from explorer import jobs
 from explorer.checkpoints import weights_bytes
-from explorer.config import Config
+from explorer.config import Config, display_name
 from explorer.estimate import format_seconds
 from explorer.states import RunState
 from explorer.store import RunStore, StoreError
 from explorer.palette import twin_pair
-from explorer.ui import charts, figures, live_diagram, status, theme
+from explorer.ui import charts, figures, live_diagram, session, status, theme
 from explorer.ui.config_form import cifar10_location, sources_offered
 from explorer.ui.live import element
 from explorer.ui.live.feed import DIAGRAM, Feed, View
@@ -134,11 +134,16 @@ def diagram_panel(run_id: str, key: str, tables: figures.RunTables | None = None
                      caption=DIAGRAM_CAPTION, summary=live_diagram.summary(tables.probes, models, step, signal))
 
 
-def landscape_panel(run_id: str, key: str) -> None:
-    """The loss-surface slices of a finished run, when computed: they are computed off the web server (the
-    command below, on a worker's machine), priced first."""
+# Slices the Lab offers: quick (a coarse plane) or fine (Li et al.'s 21x21 on 1,000 images).
+LANDSCAPE_SIZES = {"quick": (11, 500), "fine": (21, 1000)}
+STUDY_POLL_SECONDS = 5.0
+
+
+def landscape_panel(run_id: str, key: str, owner: bool) -> None:
+    """The loss-surface slices of a finished run (Li et al. 2018): drawn when computed; else, for its owner, priced
+    and queued as a job for a free worker (never computed in the web server), drawn when it is done."""
     from explorer import landscape
-    from explorer.palette import twin_pair as pair
+    from explorer.device import precision_on
 
     store = get_store()
     tables = figures.RunTables.read(store, run_id)
@@ -148,21 +153,54 @@ def landscape_panel(run_id: str, key: str) -> None:
         theme.show_chart(spec.build(tables, "epoch", theme.scale()), key=f"{key}-{name}", caption=spec.caption,
                          summary=spec.summary(tables))
     config = tables.config
-    if config is None:
+    if config is None or len(drawn) == 2:
         return
-    models = pair(config.labels)
-    slice_2d = landscape.SliceSpec("2d", tuple(models))
-    try:
-        seconds = landscape.estimate_seconds(store, run_id, slice_2d, landscape.resolve_policy(config, "cpu"))
-        priced = f" A 21×21 slice of {', '.join(models)} on 1,000 images is estimated at about {format_seconds(seconds)}."
-    except (StoreError, landscape.LandscapeError):
-        priced = ""
-    if len(drawn) < 2:
-        st.caption("Loss-surface slices (Li et al. 2018): the loss along the line from the initial to the trained "
-                   "weights, and on a plane of two filter-normalised random directions around the trained weights, "
-                   f"for the plain and residual twins side by side.{priced} They run as a job of their own, not "
-                   "in this page:")
-        st.code(f"python -m explorer landscape {run_id} --models {','.join(models)} --kind both", language="bash")
+    pending = [s for s in store.studies_of(run_id) if RunState(s["status"]).active]
+    if pending:
+        study_status(run_id, key)
+        return
+    failed = next((s for s in store.studies_of(run_id) if s["status"] == str(RunState.FAILED)), None)
+    if failed:
+        st.warning(f"The last slices asked for failed: {plain(failed['error'])}")
+    models = twin_pair(config.labels)
+    st.caption("Loss-surface slices (Li et al. 2018): the loss along the line from the initial to the trained "
+               "weights, and on a plane of two filter-normalised random directions around the trained weights, for "
+               f"{', '.join(display_name(m) for m in models)} side by side. A worker computes them when it has no "
+               "run to train.")
+    kind = jobs.device_kind(config, store)
+    precision = precision_on(config.precision, kind)
+    size = st.segmented_control("Slices", list(LANDSCAPE_SIZES), default="quick", required=True,
+                                key=f"{key}-size", format_func=lambda k: "{} ({}×{} plane, {:,} images)".format(
+                                    k, LANDSCAPE_SIZES[k][0], LANDSCAPE_SIZES[k][0], LANDSCAPE_SIZES[k][1]))
+    grid, images = LANDSCAPE_SIZES[size or "quick"]
+    specs = [landscape.SliceSpec("1d", tuple(models), grid=21, images=images),
+             landscape.SliceSpec("2d", tuple(models), grid=grid, images=images)]
+    seconds = sum(landscape.estimate_seconds(store, run_id, spec, kind, precision) for spec in specs)
+    st.caption(f"Estimated at about {format_seconds(seconds)} on this server's {kind} (the cost model runs low for "
+               "slices: allow up to four times as long).")
+    if not owner:
+        st.caption("Its owner can compute them here; or, on a machine with its checkpoint:")
+    elif st.button("Compute the slices", key=f"{key}-compute", icon=":material/landscape:"):
+        try:
+            for spec in specs:
+                jobs.request_landscape(store, run_id, session.owner_key(), spec)
+            st.rerun()
+        except session.REFUSALS as error:
+            st.error(f"Not queued: {plain(error)}")
+    st.code(f"python -m explorer landscape {run_id} --models {','.join(models)} --kind both", language="bash")
+
+
+@st.fragment(run_every=STUDY_POLL_SECONDS)
+def study_status(run_id: str, key: str) -> None:
+    """Where the run's slices stand while a worker has them; the page redraws when they are done."""
+    studies = get_store().studies_of(run_id)
+    pending = [s for s in studies if RunState(s["status"]).active]
+    if not pending:
+        st.rerun()
+    running = sum(s["status"] == str(RunState.RUNNING) for s in pending)
+    st.info(f"Computing the loss-surface slices: {running} of {len(pending)} running, the rest queued for a free "
+            f"worker (about {format_seconds(sum(s['estimate_s'] or 0 for s in pending))} in all). They appear here "
+            "when done.", icon=":material/hourglass_top:")
 
 
 def x_axis_picker(key: str) -> str:
