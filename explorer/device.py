@@ -102,12 +102,25 @@ def resolve_device(requested: str) -> "torch.device":
     return torch.device(device_kind(requested, torch.cuda.is_available()))
 
 
+def cpu_name(threads: int) -> str:
+    """How a CPU computing with `threads` threads is named in runs and calibrations: ``cpu (1 threads)``."""
+    return f"cpu ({threads} threads)"
+
+
 def device_name(device: "torch.device") -> str:
     import torch
 
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return cpu_name(torch.get_num_threads())
+
+
+@functools.cache
+def default_threads() -> int:
+    """PyTorch's own thread count in this process, read before any policy changes it: what threads 0 means."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _env_switch(name: str, default: bool) -> bool:
@@ -172,8 +185,8 @@ class DevicePolicy:
         """Set the process-wide switches this policy needs (threads, cuDNN); call before building models."""
         import torch
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        # threads 0 means PyTorch's default: set it back, or a worker's run after a one-thread run would stay at one
+        torch.set_num_threads(self.threads or default_threads())
         if self.cuda:
             torch.backends.cudnn.benchmark = not self.deterministic
             torch.backends.cudnn.deterministic = self.deterministic

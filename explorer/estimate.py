@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Callable
 
+import numpy as np
+
 from .config import FINAL_TRAIN_IMAGES, PROBE_IMAGES, Config, ModelConfig
 from .device import DevicePolicy
 from .memory import MemoryEstimate, predict
@@ -49,6 +51,8 @@ class Calibration:
     memory_bytes: int | None = None  # the device's memory (GPUs), for the memory guard
     torch_version: str = ""
     measured: str = ""  # when; empty for a default
+    correction: float = 1.0  # measured / predicted seconds of the runs this device finished lately (`learned`)
+    learned_from: int = 0  # how many runs `correction` comes from
 
     @property
     def device_kind(self) -> str:
@@ -61,7 +65,7 @@ class Calibration:
         batches = math.ceil(images / batch)
         return batches * (self.step_s + self.layer_s * layers) * FORWARD_SHARE + self.gmac_s * macs * images / 1e9
 
-    def to_row(self) -> dict:
+    def to_row(self) -> dict:  # what the store keeps: the timing, not what was learned from runs
         return {"machine": self.machine, "device": self.device, "precision": self.precision,
                 "torch_version": self.torch_version, "measured": self.measured, "step_s": self.step_s,
                 "layer_s": self.layer_s, "gmac_s": self.gmac_s, "memory_bytes": self.memory_bytes}
@@ -87,13 +91,17 @@ class Estimate:
     memory: MemoryEstimate
     device: str
     calibrated: bool
+    learned_from: int = 0  # finished runs on this device the estimate was corrected by
 
     @property
     def peak_memory_bytes(self) -> int:
         return self.memory.total
 
     def summary(self) -> str:
-        note = "" if self.calibrated else " (uncalibrated: no worker has timed this machine yet)"
+        note = ("" if not self.calibrated else
+                f" (learned from the last {self.learned_from} run{'s' if self.learned_from > 1 else ''} here)"
+                if self.learned_from else "") if self.calibrated else \
+            " (uncalibrated: no worker has timed this machine yet)"
         return (f"about {format_seconds(self.seconds)} for {self.steps:,} steps on {self.device}; peak memory about "
                 f"{self.memory.summary()}{note}")
 
@@ -131,8 +139,32 @@ def estimate(config: Config, calibration: Calibration) -> Estimate:
         seconds += (evals - 1) * calibration.forward_seconds(layers, macs, eval_images)
         seconds += calibration.forward_seconds(layers, macs, final_images)
     memory = predict(config, calibration.device_kind, calibration.precision)
-    return Estimate(seconds=seconds, steps=total, images_per_s=rates, memory=memory, device=calibration.device,
-                    calibrated=bool(calibration.measured))
+    return Estimate(seconds=seconds * calibration.correction, steps=total, images_per_s=rates, memory=memory,
+                    device=calibration.device, calibrated=bool(calibration.measured),
+                    learned_from=calibration.learned_from)
+
+
+LEARN_FROM = 5  # the latest finished runs an estimate learns from
+MIN_MEASURED_S = 20.0  # shorter runs are mostly start-up: they would teach the wrong pace
+
+
+def learned(calibration: Calibration, finished: list[tuple[Config, float]]) -> Calibration:
+    """`calibration` corrected by the runs its device finished (newest first: each run's configuration and its
+    measured training seconds): times the median of measured / predicted over the latest `LEARN_FROM` runs of at
+    least `MIN_MEASURED_S`, kept within 4x either way. The timed reference steps miss what a whole run adds (probes,
+    evaluations, the recorder, a busy machine); the runs themselves do not. An estimate then moves only when a run
+    finishes, never from one page load to the next."""
+    base = replace(calibration, correction=1.0, learned_from=0)
+    ratios = []
+    for config, measured in finished:
+        predicted = estimate(config, base).seconds
+        if measured >= MIN_MEASURED_S and predicted > 0:
+            ratios.append(measured / predicted)
+        if len(ratios) == LEARN_FROM:
+            break
+    if not ratios:
+        return base
+    return replace(base, correction=float(np.clip(np.median(ratios), 0.25, 4.0)), learned_from=len(ratios))
 
 
 def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
@@ -140,13 +172,13 @@ def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
     """Time the trainer's step on the reference nets on `policy`'s device and fit the cost model (a few seconds);
     None as soon as `interrupted` says so (checked between steps: a waiting run goes first). Runs in a worker:
     PyTorch is imported here, not by the web server that reads calibrations."""
-    import numpy as np
     import torch
 
     from .config import OptimConfig
     from .models import build_model
     from .step import TrainStep, make_optimizer
 
+    policy.apply()  # its thread count: a calibration is named after it (cpu (1 threads), cpu (2 threads))
     rows, times = [], []
     for label, batch in REFERENCE_STEPS[policy.device.type]:
         if interrupted():
@@ -154,7 +186,8 @@ def calibrate(policy: DevicePolicy, timed_steps: int = TIMED_STEPS,
         cfg = ModelConfig.parse(label)
         model = policy.to_device(build_model(cfg, seed=0))
         step = TrainStep(model, make_optimizer(model, OptimConfig(), policy), policy)
-        x = torch.randn(batch, 3, 32, 32).to(policy.device, memory_format=torch.channels_last)
+        layout = torch.channels_last if policy.channels_last else torch.contiguous_format
+        x = torch.randn(batch, 3, 32, 32).to(policy.device, memory_format=layout)
         y = torch.randint(10, (batch,)).to(policy.device)
         step(x, y, 0.01)  # warm-up (and graph capture), not timed
         samples = []
@@ -186,13 +219,15 @@ def _synchronize(policy: DevicePolicy) -> None:
         torch.cuda.synchronize(policy.device)
 
 
-def calibration_for(rows: list[dict], device_kind: str, precision: str, machine: str | None = None) -> Calibration:
+def calibration_for(rows: list[dict], device_kind: str, precision: str, machine: str | None = None,
+                    device: str | None = None) -> Calibration:
     """The newest stored calibration of a device kind and precision (on `machine` for CPUs: another host's CPU
-    says nothing about this one), else the default."""
-    for row in rows:
-        if (row["precision"] == precision and str(row["device"]).startswith(device_kind)
-                and (device_kind == "cuda" or machine is None or row["machine"] == machine)):
-            memory = row.get("memory_bytes")
-            return Calibration(**{**row, "memory_bytes": None if memory is None or memory != memory else int(memory)})
+    says nothing about this one), of the named `device` when there is one (a CPU with as many threads as the run
+    will use: one thread and two are different machines to a small net), else the default."""
+    fitting = [row for row in rows if row["precision"] == precision and str(row["device"]).startswith(device_kind)
+               and (device_kind == "cuda" or machine is None or row["machine"] == machine)]
+    for row in sorted(fitting, key=lambda r: device is not None and r["device"] != device):
+        memory = row.get("memory_bytes")
+        return Calibration(**{**row, "memory_bytes": None if memory is None or memory != memory else int(memory)})
     default = DEFAULT_CALIBRATIONS.get((device_kind, precision))
     return default or replace(DEFAULT_CALIBRATIONS[(device_kind, "fp32")], precision=precision)  # until measured

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .config import Config, ConfigError
 from . import device as device_policy
 from .data import DataError, check_fits, data_fingerprint
-from .estimate import Calibration, Estimate, calibration_for, estimate
+from .estimate import LEARN_FROM, Calibration, Estimate, calibration_for, estimate, learned
 from .memory import check
 from .settings import settings
 from .states import Control, RunState
@@ -88,15 +88,45 @@ def _gpu_available(store: RunStore) -> bool:
     return device_policy.visible_gpus() > 0 or any(kind == "cuda" for kind in live_worker_kinds(store))
 
 
-def calibration(store: RunStore, kind: str, precision: str) -> Calibration:
-    return calibration_for(store.calibration_rows(), kind, precision, machine=socket.gethostname())
+def calibration(store: RunStore, kind: str, precision: str, threads: int = 0) -> Calibration:
+    """This machine's calibration of `kind` and `precision` (on a CPU, for `threads` threads; 0: all of them),
+    corrected by the runs it finished lately (`estimate.learned`)."""
+    rows = store.calibration_rows()
+    machine = socket.gethostname()
+    if kind == "cpu":  # 0 threads is PyTorch's default: the most any calibration here used
+        counts = [int(r["device"].split("(")[1].split()[0]) for r in rows
+                  if r["machine"] == machine and r["device"].startswith("cpu (")]
+        device = device_policy.cpu_name(threads or max(counts, default=os.cpu_count() or 1))
+    else:
+        device = None
+    timed = calibration_for(rows, kind, precision, machine=machine, device=device)
+    return learned(timed, _finished_here(store, timed.device, precision))
+
+
+def _finished_here(store: RunStore, device: str, precision: str) -> list[tuple[Config, float]]:
+    """The runs this machine finished on `device` in `precision`, newest first: (configuration, training seconds)."""
+    from .progress import Progress
+
+    finished = store.runs([RunState.FINISHED])
+    mine = finished[(finished["hostname"] == socket.gethostname()) & (finished["device"] == device)]
+    out = []
+    for row in mine.itertuples():
+        try:
+            config = Config.from_json(row.config)
+        except ConfigError:
+            continue
+        if device_policy.precision_on(config.precision, row.device_kind or "cpu") == precision:
+            out.append((config, Progress.from_json(row.progress, RunState.FINISHED).elapsed_s))
+        if len(out) == 2 * LEARN_FROM:  # enough for `learned`, which skips the short ones
+            break
+    return out
 
 
 def assess(config: Config, store: RunStore) -> tuple[str, Estimate]:
     """Where `config` would train and what it would cost, refusing (`ResourceError`, `JobRefused`) what this
     server does not allow. Milliseconds: arithmetic on the stored calibration."""
     kind = device_kind(config, store)
-    cal = calibration(store, kind, device_policy.precision_on(config.precision, kind))
+    cal = calibration(store, kind, device_policy.precision_on(config.precision, kind), config.threads)
     cost = estimate(config, cal)
     check(config, kind, cal.precision, device_memory=cal.memory_bytes)
     cap = settings().max_job_seconds

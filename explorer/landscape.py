@@ -181,7 +181,7 @@ def estimate_seconds(store: RunStore, run_id: str, spec: SliceSpec, kind: str, p
     from .jobs import calibration
 
     config = store.config(run_id)
-    calibrated = calibration(store, kind, precision)
+    calibrated = calibration(store, kind, precision, config.threads)
     images, classes = images_used(config, spec), len(config.data.classes) or 10
     seconds = 0.0
     for model in _model_configs(store, run_id, spec):

@@ -253,17 +253,27 @@ class Worker:
     def _precisions(self) -> tuple[str, ...]:
         return calibrated_precisions(self.kind)
 
+    def _calibration_targets(self) -> list[DevicePolicy]:
+        """What this worker times for the estimates: each precision it computes in and, on a CPU, one thread and
+        all of them (runs ask for either: the CPU demo trains on one thread and leaves the other to the server)."""
+        threads = (1, 0) if self.kind == "cpu" else (0,)
+        return [DevicePolicy.resolve(Config(device=self.kind, precision=precision, threads=n))
+                for precision in self._precisions() for n in threads]
+
     def _calibration_due(self) -> bool:
         recent = utc_now(ago=timedelta(days=CALIBRATION_DAYS))
-        here = (socket.gethostname(), DevicePolicy.resolve(Config(device=self.kind)).name, torch.__version__)
-        measured = {row["precision"] for row in self.store.calibration_rows()
-                    if (row["machine"], row["device"], row["torch_version"]) == here and row["measured"] > recent}
-        return measured != set(self._precisions())
+        measured = {(row["device"], row["precision"]) for row in self.store.calibration_rows()
+                    if (row["machine"], row["torch_version"]) == (socket.gethostname(), torch.__version__)
+                    and row["measured"] > recent}
+        due = False
+        for policy in self._calibration_targets():
+            policy.apply()  # its name says its thread count
+            due = due or (policy.name, policy.precision) not in measured
+        return due
 
     def _calibrate(self) -> None:
         """Time this device for estimates, giving way at once to a run that arrives meanwhile."""
-        for precision in self._precisions():
-            policy = DevicePolicy.resolve(Config(device=self.kind, precision=precision))
+        for policy in self._calibration_targets():
             calibration = calibrate(policy, interrupted=lambda: jobs.has_waiting(self.store, self.kind))
             if calibration is None:
                 return
