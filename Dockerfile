@@ -5,15 +5,24 @@
 #   docker build -t resnet-explorer .                                           CPU PyTorch (default)
 #   docker build -t resnet-explorer:cu130 --build-arg TORCH_VARIANT=cu130 .     CUDA 13.0 PyTorch, for a GPU server
 #   docker run -p 8501:8501 -v explorer-data:/data resnet-explorer
+#   docker/build-offline.sh                                                     no Docker Hub, no PyTorch index
 #
 # PyTorch comes from its own wheel index, pinned to the variant's local version (2.14.1+cpu, 2.14.1+cu130), and is
 # installed before requirements.txt, which is then installed under a constraint on the installed torch and
 # torchvision: nothing in requirements.txt can swap the CPU build for PyPI's CUDA one (several GB larger).
-FROM python:3.11-slim-trixie
+# BASE_IMAGE, TORCH_INDEX_URL, TORCH_REQUIREMENTS and PIP_INDEX_URL let a machine without Docker Hub or PyTorch's
+# index build the same image from a Debian root imported as the base and a local wheel index (docker/build-offline.sh).
+ARG BASE_IMAGE=python:3.11-slim-trixie
+FROM ${BASE_IMAGE}
 
 ARG TORCH_VARIANT=cpu
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
+# TORCH_REQUIREMENTS is split into words (space-separated requirements). PIP_INDEX_URL is pip's own variable, the
+# index for requirements.txt.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
+ARG TORCH_REQUIREMENTS="torch==${TORCH_VERSION}+${TORCH_VARIANT} torchvision==${TORCHVISION_VERSION}+${TORCH_VARIANT}"
+ARG PIP_INDEX_URL=https://pypi.org/simple
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -25,8 +34,7 @@ ENV PYTHONUNBUFFERED=1 \
     STREAMLIT_SERVER_PORT=8501 \
     STREAMLIT_SERVER_ADDRESS=0.0.0.0
 
-RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}" \
-        "torch==${TORCH_VERSION}+${TORCH_VARIANT}" "torchvision==${TORCHVISION_VERSION}+${TORCH_VARIANT}" \
+RUN pip install --index-url "${TORCH_INDEX_URL}" ${TORCH_REQUIREMENTS} \
     && pip freeze | grep -E '^(torch|torchvision)==' > /etc/torch-constraint.txt
 
 WORKDIR /app

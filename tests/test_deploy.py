@@ -129,7 +129,9 @@ def test_dockerfile_has_what_a_deployment_relies_on():
     values = {}
     for name, rest in instructions:
         values.setdefault(name, []).append(rest)
-    assert re.fullmatch(r"python:3\.11-slim(-\w+)?", values["FROM"][0]), values["FROM"]
+    args = dict(rest.split("=", 1) for rest in values["ARG"] if "=" in rest)
+    assert values["FROM"] == ["${BASE_IMAGE}"], values["FROM"]
+    assert re.fullmatch(r"python:3\.11-slim(-\w+)?", args["BASE_IMAGE"]), args["BASE_IMAGE"]
     assert "8501" in values["EXPOSE"][0].split()
     assert "/_stcore/health" in healthcheck_command() and "127.0.0.1" in healthcheck_command()
     assert any("/data" in v for v in values["VOLUME"])
@@ -138,12 +140,24 @@ def test_dockerfile_has_what_a_deployment_relies_on():
     assert shlex.split(values["ENTRYPOINT"][0].strip("[]").replace(",", " ")) == ["/app/docker/entrypoint.sh"]
     assert ENTRYPOINT.is_file() and os.access(ENTRYPOINT, os.X_OK)
     assert any(arg.startswith("TORCH_VARIANT=cpu") for arg in values["ARG"]), "CPU torch must be the default"
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/${TORCH_VARIANT}"
+    assert args["TORCH_REQUIREMENTS"].strip('"').split() == [
+        "torch==${TORCH_VERSION}+${TORCH_VARIANT}", "torchvision==${TORCHVISION_VERSION}+${TORCH_VARIANT}"], \
+        "by default torch and torchvision must be the variant's own builds (+cpu), not PyPI's CUDA ones"
     runs = " ".join(values["RUN"])
-    assert "--index-url \"https://download.pytorch.org/whl/${TORCH_VARIANT}\"" in runs
-    torch_install = runs.index("download.pytorch.org")
+    torch_install = runs.index('pip install --index-url "${TORCH_INDEX_URL}" ${TORCH_REQUIREMENTS}')
     requirements = runs.index("-r requirements.txt")
     assert torch_install < requirements and "-c /etc/torch-constraint.txt" in runs[requirements:], \
         "torch must be installed first and requirements.txt under a constraint that keeps it"
+
+
+def test_offline_build_passes_only_arguments_the_dockerfile_declares():
+    script = REPO / "docker" / "build-offline.sh"
+    assert os.access(script, os.X_OK)
+    assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0
+    passed = set(re.findall(r"--build-arg (\w+)=", script.read_text()))
+    declared = {rest.split("=", 1)[0] for name, rest in dockerfile_instructions() if name == "ARG"}
+    assert passed and passed <= declared, f"build-offline.sh passes {passed - declared}, which the Dockerfile ignores"
 
 
 def requirements(path: Path) -> dict[str, str]:
