@@ -31,7 +31,6 @@ import json
 import os
 import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,6 @@ sys.path.insert(0, str(REPO))
 from explorer import jobs, lessons  # noqa: E402
 from explorer.config import Config  # noqa: E402
 from explorer.presets import PRESETS  # noqa: E402
-from explorer.states import RunState  # noqa: E402
 from explorer.store import RunStore  # noqa: E402
 
 TINY_QUERY = {"models": "plain8,resnet8", "subset": "500", "test": "200", "batch": "32", "steps": "3000",

@@ -108,3 +108,27 @@ def start_pool(store: RunStore, count: int | None = None) -> WorkerPool | None:
     log_dir = store.path.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     return WorkerPool(store.path, count, log_dir).start()
+
+
+_server_pools: dict[Path, WorkerPool | None] = {}
+_server_lock = threading.Lock()
+
+
+def server_pool(store: RunStore) -> WorkerPool | None:
+    """The web server's one pool for `store`, started on first call: by the app's startup (streamlit_app.py) or by
+    its first page, whichever comes first."""
+    with _server_lock:
+        if store.path not in _server_pools:
+            _server_pools[store.path] = start_pool(store)
+        return _server_pools[store.path]
+
+
+def stop_server_pools() -> None:
+    """Stop the server's pools (the app's shutdown). Under `st.App`, uvicorn re-raises SIGTERM after shutting down,
+    so the process dies of the signal and `atexit` never runs: without this a `docker stop` left the run being
+    trained `running` until a later reap called it interrupted, instead of stopped at a checkpoint."""
+    with _server_lock:
+        pools = [pool for pool in _server_pools.values() if pool is not None]
+        _server_pools.clear()
+    for pool in pools:
+        pool.stop()

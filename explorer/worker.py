@@ -107,6 +107,7 @@ class Worker:
         self.data = DataCache(self.device, data_dir)
         self.trainer: Trainer | None = None
         self._stopping = threading.Event()
+        self._heard = 0.0  # monotonic time of the last heartbeat sent while calibrating
 
     # --- one run --------------------------------------------------------------------------------
     def train(self, run_id: str, resume: bool = False) -> RunState:
@@ -271,10 +272,19 @@ class Worker:
             due = due or (policy.name, policy.precision) not in measured
         return due
 
+    def _give_way(self) -> bool:
+        """Asked between calibration steps: whether a run waits. Also renews this worker's heartbeat, at most once
+        a second: a calibration lasts minutes, and the registry forgets a worker silent for longer than
+        `jobs.WORKER_STALE_SECONDS` (it then trained on, but `live_workers` no longer counted it)."""
+        if time.monotonic() - self._heard > 1.0:
+            jobs.worker_idle(self.store, self.worker_id)
+            self._heard = time.monotonic()
+        return jobs.has_waiting(self.store, self.kind)
+
     def _calibrate(self) -> None:
         """Time this device for estimates, giving way at once to a run that arrives meanwhile."""
         for policy in self._calibration_targets():
-            calibration = calibrate(policy, interrupted=lambda: jobs.has_waiting(self.store, self.kind))
+            calibration = calibrate(policy, interrupted=self._give_way)
             if calibration is None:
                 return
             self.store.save_calibration(calibration.to_row())

@@ -160,7 +160,11 @@ def test_hostile_link_values_are_shown_escaped_never_as_markdown(store):
 def test_a_link_cannot_name_a_server_path(store):
     app = page("Lab", query={**TINY, "data": "/etc"})
     assert "not a name" in texts(app)
-    assert app.button(key="train").disabled is False  # the form fell back to the default configuration
+    assert app.button(key="train").disabled  # waits for the bad field; the link's other fields are in the form
+    assert app.session_state[config_form.PREFIX + "steps"] == int(TINY["steps"])
+    app.button(key="accept-data").click().run()
+    assert "not a name" not in texts(app)
+    assert app.button(key="train").disabled is False  # the form's own data source was accepted
 
 
 def test_hosted_mode_refuses_a_run_too_big_with_the_figure(store, monkeypatch):

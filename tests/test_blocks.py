@@ -104,7 +104,7 @@ def test_it_trains_with_the_real_trainer_and_shows_in_the_live_diagram(tmp_path)
     assert [b.name for b in boxes(probes, models[1], 2, "grad_norm")] == [
         "stem", "stage1.0", "stage2.0", "stage3.0", "head"]
     figure = diagram_figure(probes, models, 2)
-    hovers = [trace.hovertemplate or "" for trace in figure.data]
+    hovers = [trace.get("hovertemplate") or "" for trace in figure["data"]]
     assert sum("stage2.0 (1×1 → 3×3/4 → 1×1)" in text for text in hovers) == 2  # one box per model
 
 

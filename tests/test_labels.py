@@ -99,10 +99,10 @@ def app_store(tmp_path, monkeypatch):
     session.get_store.clear()
 
 
-@pytest.mark.parametrize("page_name, shown", [("Lab", "The link's settings are not valid"),
+@pytest.mark.parametrize("page_name, shown", [("Lab", "is not valid"),
                                               ("Architecture", "The link's configuration is not valid")])
 def test_the_pages_refuse_a_contradictory_link_and_say_why(page_name, shown, app_store):
-    app = AppTest.from_string(f"from explorer.ui.app import register_pages\nregister_pages()\n"
+    app = AppTest.from_string(f"from explorer.ui import nav\nfrom pages import PAGES\nnav.register(PAGES)\n"
                               f"from pages.{page_name} import page\npage()", default_timeout=120)
     app.query_params["models"] = "vgg16-B"
     app.run()

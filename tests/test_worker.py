@@ -153,3 +153,26 @@ def test_a_worker_that_lost_its_lease_writes_nothing_more(tmp_path, monkeypatch,
     jobs.requeue(store, run_id, OWNER)  # whatever the late worker saved, the run resumes to the same records
     assert Worker(store, "cpu").run_one() == (run_id, RunState.FINISHED)
     assert_same_records(records(store, run_id), uninterrupted)
+
+
+def test_a_worker_calibrating_for_minutes_stays_in_the_registry(tmp_path, monkeypatch):
+    """A calibration outlasts `jobs.WORKER_STALE_SECONDS`: the worker must keep answering, or `jobs.reap` forgets it
+    and `live_workers` stops counting a worker that still trains (found with two compose workers)."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    worker = Worker(store, "cpu")
+    seen = []
+
+    def minutes_long_calibration(policy, interrupted):
+        with sqlite3.connect(store.path) as conn:  # as if the calibration had already run for ten minutes
+            conn.execute("UPDATE workers SET heartbeat = heartbeat - 600 WHERE worker_id = ?", (worker.worker_id,))
+        conn.close()
+        seen.append(interrupted())  # between two reference steps
+        jobs.reap(store)
+        seen.append([w["worker_id"] for w in jobs.live_workers(store)])
+        worker.stop()
+        return None
+
+    monkeypatch.setattr(worker_module, "calibrate", minutes_long_calibration)
+    monkeypatch.setattr(worker_module, "CALIBRATE_AFTER_IDLE_SECONDS", 0.0)
+    worker.serve(idle_exit=30)
+    assert seen == [False, [worker.worker_id]]

@@ -23,7 +23,7 @@ from explorer import jobs, sweep
 from explorer.config import Config, ConfigError, display_name
 from explorer.data import DataError
 from explorer.memory import ResourceError
-from explorer.pool import start_pool
+from explorer.pool import server_pool
 from explorer.settings import SettingsError, settings
 from explorer.states import Control, RunState
 from explorer.store import RunStore, StoreError, valid_run_id
@@ -67,7 +67,7 @@ def get_store() -> RunStore:
 @st.cache_resource
 def workers() -> object:
     """The embedded worker pool, started once per server process (EXPLORER_WORKERS=0: none)."""
-    return start_pool(get_store())
+    return server_pool(get_store())
 
 
 def recorded_runs() -> dict[str, Path]:
