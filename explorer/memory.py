@@ -7,8 +7,9 @@ images held for training and evaluation. That is what a run is checked against; 
 the bytes autograd saves for the backward pass, read from the net's plan (`explorer.plan`: arithmetic, no PyTorch,
 checked against autograd's saved-tensor hooks by tests/test_plan.py) and scaled by the block type's memory factor.
 `ACTIVATION_FACTOR` turns saved bytes into peak bytes per device and precision (gradients of activations alive
-during the backward pass, workspace, bf16 copies); it was fitted to measured peaks and is checked against measured
-peaks by tests/test_memory.py (within 25% on six configurations) and bench/memory.py.
+during the backward pass, workspace, bf16 copies, what the allocator keeps); it was fitted to measured peaks and is
+checked against measured peaks by tests/test_memory.py (never more than 25% below the peak; at most 25% above it,
+45% for bf16 on the CPU, whose peaks vary) and bench/memory.py.
 
 `check` refuses a run over the limit (the machine's free memory, or EXPLORER_MEMORY_LIMIT) with `ResourceError`:
 the figure, the limit, and the largest batch that would fit.
@@ -27,10 +28,14 @@ IMAGE_BYTES = 3 * 32 * 32  # one uint8 image
 CIFAR10_IMAGES = 60_000  # a worker keeps a disk source's whole set in memory between jobs
 SYNTHETIC_CHUNK_BYTES = 3 * 5000 * IMAGE_BYTES * 4  # float32 intermediates while rendering a chunk of images
 # Peak bytes per saved activation byte (fp32-equivalent, traced), per (device kind, precision), plus a constant
-# workspace (cuDNN): fitted to peaks measured with bench/memory.py (CPU: PyTorch 2.14, 2 threads) and
-# bench/gpu_suite.py (an H200, PyTorch 2.11; bench/results/gpu-h200-run1.json).
+# workspace (cuDNN): fitted to peaks measured with bench/memory.py (CPU: PyTorch 2.14, one thread) and
+# bench/gpu_suite.py (an H200, PyTorch 2.11; bench/results/gpu-h200-run1.json). On the CPU the peak is the worker's
+# own, under its allocator policy (`return_freed_memory`): glibc keeps freed activations for the next step, so a
+# run peaks above what it needs (1.32-1.77 saved bytes per byte in fp32 where a fixed mmap threshold measured
+# 1.06). bf16 autocast leaves the heap most fragmented, and its peak varies from run to run: 539-845 MB for
+# resnet56,plain56 at batch 64 (0.56 under the fixed threshold); its factor sits near the top of what was measured.
 ACTIVATION_FACTOR: dict[tuple[str, str], float] = {
-    ("cpu", "fp32"): 1.06, ("cpu", "bf16"): 0.56, ("cuda", "fp32"): 1.05, ("cuda", "bf16"): 0.52,
+    ("cpu", "fp32"): 1.45, ("cpu", "bf16"): 2.5, ("cuda", "fp32"): 1.05, ("cuda", "bf16"): 0.52,
 }
 WORKSPACE_BYTES = {"cpu": 0, "cuda": 64_000_000}
 PROCESS_BYTES = {"cpu": 450_000_000, "cuda": 600_000_000}  # PyTorch and the worker itself (host RAM / CUDA context)
