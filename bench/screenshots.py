@@ -67,8 +67,14 @@ def classroom(browser, url: str, out: Path) -> None:
     settle(teacher)
     shoot(teacher, out, "classroom-teacher-voting")
     lesson = teacher.url.split("lesson=")[1].split("&")[0]
-    student = browser.new_page(viewport=PHONE)
-    student.goto(f"{url}/Classroom?lesson={lesson}")
+    student = browser.new_context(viewport=PHONE, is_mobile=True).new_page()  # a phone: its own browser
+    join = teacher.locator("a[href*='/join/']")
+    if join.count():  # what a student does: follow the link the projector shows (its QR code)
+        href = join.first.get_attribute("href")
+        print("student follows", href, flush=True)
+        student.goto(href)
+    else:  # the code before join links
+        student.goto(f"{url}/Classroom?lesson={lesson}")
     settle(student)
     options = student.locator(".rx-option")
     if options.count():

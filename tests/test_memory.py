@@ -1,7 +1,12 @@
 """The memory model (explorer/memory.py) against peaks measured in fresh processes (bench/memory.py: real lockstep
 training steps on this CPU), and the guard that refuses a run with the figure and the largest batch that fits."""
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +124,52 @@ def test_free_memory_respects_a_containers_limit(tmp_path, files, expected):
         assert free == pytest.approx(host, abs=300e6)  # MemAvailable moves a little between the two reads
     else:
         assert free == expected
+
+
+RETAINED = """
+import json, torch
+from dataclasses import replace
+from pathlib import Path
+torch.set_num_threads(1)
+from explorer import memory
+from explorer.store import RunStore
+from explorer.worker import Worker
+from support import submit, tiny_config
+
+def rss():
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+trims = []
+if {keep}:
+    memory.return_freed_memory = lambda: trims.append(1)  # what a worker held before it gave memory back
+    import explorer.worker
+    explorer.worker.return_freed_memory = memory.return_freed_memory
+store = RunStore({path!r})
+worker = Worker(store, "cpu")
+sizes = []
+for models, batch in [("resnet8", 16), ("plain32-w0.5", 128), ("resnet8", 16)]:
+    config = tiny_config(models=(models,), steps=6, eval_every=6, probe_every=0)
+    submit(store, replace(config, optim=replace(config.optim, batch_size=batch), data=replace(config.data, subset=256)))
+    worker.run_one()
+    sizes.append(rss())
+print(json.dumps(sizes))
+"""
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["trimmed", "kept"])
+def test_a_worker_gives_back_what_a_large_run_freed(tmp_path, keep):
+    """A long-lived worker trains a small run, a large one, then a small one again: with `return_freed_memory` after
+    each run (what workers do) it ends within 10% of where it was after the first small run; the `kept` case shows
+    that without it glibc keeps the large run's activations, so the check can fail."""
+    code = RETAINED.format(keep=keep, path=str(tmp_path / f"{keep}.sqlite"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         cwd=Path(__file__).resolve().parent.parent,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), "."])})
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, large, last = json.loads(out.stdout.strip().splitlines()[-1])
+    assert large > first, "the large run did not grow the worker at all: the test measures nothing"
+    if keep:
+        assert last > first * 1.10, f"glibc gave back {first / 1e6:.0f} -> {large / 1e6:.0f} -> {last / 1e6:.0f} MB alone"
+    else:
+        assert last <= first * 1.10, f"{first / 1e6:.0f} MB after the first run, {last / 1e6:.0f} MB after the third"
