@@ -9,6 +9,7 @@ same script photographs the code before and after a change.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -92,6 +93,11 @@ def classroom(browser, url: str, out: Path) -> None:
     shoot(student, out, "classroom-student-reveal")
 
 
+def recorded_run(repo: Path, kind: str) -> str:
+    """The run id of the classic demo recorded on a `kind` machine in `repo`'s checkout."""
+    return json.loads((repo / "assets" / "recorded" / kind / "degradation" / "run.json").read_text())["run"]["run_id"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "assets" / "screenshots"))
@@ -116,10 +122,7 @@ def main() -> None:
                 classroom(browser, url, out)
             wide = browser.new_page(viewport={"width": 1280, "height": 900})
             if "gradients" in args.only:
-                cpu_run = subprocess.run(
-                    [sys.executable, "-c", "import json; print(json.load(open('assets/recorded/cpu/degradation/"
-                     "run.json'))['run']['run_id'])"], cwd=args.repo, capture_output=True, text=True).stdout.strip()
-                wide.goto(f"{url}/Gradients?run={cpu_run}")
+                wide.goto(f"{url}/Gradients?run={recorded_run(Path(args.repo), 'cpu')}")
                 settle(wide, 6)
                 shoot(wide, out, "gradients-fig7", scroll_to="Sort by size")
             if "compare" in args.only:
@@ -128,10 +131,7 @@ def main() -> None:
                 shoot(wide, out, "compare-opening")
                 shoot(wide, out, "compare-sweeps", scroll_to="Sweeps")
             if "presentation" in args.only:
-                gpu_run = subprocess.run(
-                    [sys.executable, "-c", "import json; print(json.load(open('assets/recorded/gpu/degradation/"
-                     "run.json'))['run']['run_id'])"], cwd=args.repo, capture_output=True, text=True).stdout.strip()
-                wide.goto(f"{url}/Lab?run={gpu_run}")
+                wide.goto(f"{url}/Lab?run={recorded_run(Path(args.repo), 'gpu')}")
                 settle(wide, 6)
                 shoot(wide, out, "lab-diagram", scroll_to="Colour by")
                 wide.get_by_text("Presentation mode").click()

@@ -279,7 +279,8 @@ async def viewers_round(url: str, run_id: str, count: int, seconds: float, landi
         watches = [Watch() for _ in pages]
         own_before, server_before, started = time.process_time(), cpu_seconds(server_pid), time.monotonic()
         until = started + seconds
-        await asyncio.gather(*(watch_run(http, url, p, landings, w, until) for p, w in zip(pages, watches)))
+        await asyncio.gather(*(watch_run(http, url, p, landings, w, until) for p, w in zip(pages, watches)),
+                             asyncio.sleep(seconds))  # a round of 0 viewers: the server's cost with nobody watching
         elapsed = time.monotonic() - started
         server_cpu, own_cpu = cpu_seconds(server_pid) - server_before, time.process_time() - own_before
     for task in counters:
@@ -291,8 +292,9 @@ async def viewers_round(url: str, run_id: str, count: int, seconds: float, landi
     return {
         "viewers": count, "seconds": round(elapsed, 1), "server_cores": round(server_cpu / elapsed, 3),
         "viewer_process_cores": round(own_cpu / elapsed, 3),
-        "polls_per_viewer_per_s": round(sum(w.polls for w in watches) / count / elapsed, 2),
-        "reruns_per_viewer_per_s": round(sum(p.runs - r for p, r in zip(pages, loaded_runs)) / count / elapsed, 3),
+        "polls_per_viewer_per_s": round(sum(w.polls for w in watches) / max(count, 1) / elapsed, 2),
+        "reruns_per_viewer_per_s": round(sum(p.runs - r for p, r in zip(pages, loaded_runs))
+                                         / max(count, 1) / elapsed, 3),
         "lag_p50_s": round(lags[len(lags) // 2], 2) if lags else None,
         "lag_p95_s": round(lags[int(len(lags) * 0.95)], 2) if lags else None,
         "charts_grew": f"{grew}/{count}", "failures": sum(w.failures for w in watches),
@@ -338,8 +340,9 @@ async def class_votes(url: str, store: RunStore, voters: int) -> dict:
             "seconds_after_last_vote": round(tallied["at"] - last_vote, 3)}
 
 
-def chromium_check(url: str, run_id: str, seconds: float, tabs: int) -> dict:
-    """Real Chromium tabs on the view link: their live polls per second and script reruns (charts drawn)."""
+def chromium_check(url: str, run_id: str, seconds: float, tabs: int, server_pid: int) -> dict:
+    """Real Chromium tabs on the view link: their live polls per second, script reruns (charts drawn) and the
+    server's cores busy while they watch."""
     sys.path.insert(0, str(REPO / "tests"))
     from e2e import CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
@@ -355,10 +358,13 @@ def chromium_check(url: str, run_id: str, seconds: float, tabs: int) -> dict:
             page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
         time.sleep(3)
         polls[0], frames[0] = 0, 0
+        busy = cpu_seconds(server_pid)
         time.sleep(seconds)
+        busy = cpu_seconds(server_pid) - busy
         browser.close()
     return {"tabs": tabs, "polls_per_tab_per_s": round(polls[0] / tabs / seconds, 2),
-            "websocket_frames_per_tab_per_s": round(frames[0] / tabs / seconds, 2)}
+            "websocket_frames_per_tab_per_s": round(frames[0] / tabs / seconds, 2),
+            "server_cores": round(busy / seconds, 3)}
 
 
 def wait_running(store: RunStore, run_id: str, steps: int = 30, timeout: float = 600) -> None:
@@ -417,7 +423,13 @@ def main(argv: list[str] | None = None) -> dict:
             results["rounds"].append(row)
             print(json.dumps(row), flush=True)
         if args.chromium and not store.status(run_id).final:
-            results["chromium"] = chromium_check(url, run_id, args.seconds, args.chromium)
+            first = store.latest_step(run_id)
+            results["chromium"] = chromium_check(url, run_id, args.seconds, args.chromium, server_pid)
+            results["chromium"]["worker_images_per_s"] = round(
+                images_per_s(store, run_id, first, store.latest_step(run_id)), 1)
+            if "cli_images_per_s" in results:
+                results["chromium"]["app_over_cli"] = round(
+                    results["chromium"]["worker_images_per_s"] / results["cli_images_per_s"], 3)
             print("chromium:", json.dumps(results["chromium"]), flush=True)
         if args.voters:
             results["votes"] = asyncio.run(class_votes(url, store, args.voters))

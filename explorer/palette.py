@@ -6,6 +6,7 @@ family, deeper nets are drawn darker. Models sort plain, resnet, vgg, and shallo
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable
 
 import numpy as np
@@ -17,6 +18,7 @@ FAMILY_TITLES: dict[str, str] = {"plain": "Plain nets", "resnet": "Residual nets
 OTHER_COLOR = "#7F7F7F"
 
 
+@lru_cache(maxsize=4096)  # called per row and per trace by every live chart rebuild: parse each label once
 def family_of(label: str) -> str:
     """The family of a model label (``plain56-pre`` -> ``plain``); ``other`` when it is not a model label."""
     try:
@@ -25,6 +27,7 @@ def family_of(label: str) -> str:
         return "other"
 
 
+@lru_cache(maxsize=4096)
 def depth_of(label: str) -> int:
     try:
         return ModelConfig.parse(label).depth
