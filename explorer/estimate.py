@@ -71,10 +71,13 @@ class Calibration:
                 "layer_s": self.layer_s, "gmac_s": self.gmac_s, "memory_bytes": self.memory_bytes}
 
 
-# Measured with `calibrate` (CPU: this project's 2-core machine, PyTorch 2.14; GPU: an H200 with PyTorch 2.11,
-# bench/results/gpu-h200-run1.json).
+# Until a worker has timed this machine. GPU: measured with `calibrate` on an H200 with PyTorch 2.11
+# (bench/results/gpu-h200-run1.json). CPU fp32: one thread, as every CPU preset trains, fitted to the classic demo and
+# the depth sweep as this project's 2-core machine trained them (258 s and 509 s of wall time, bench/estimates.py;
+# the reference-step timing had priced them 3.5x too fast); a run on more threads is over-estimated until a worker
+# times the machine or a run finishes here.
 DEFAULT_CALIBRATIONS: dict[tuple[str, str], Calibration] = {
-    ("cpu", "fp32"): Calibration("default", "cpu", "fp32", step_s=2e-3, layer_s=4e-4, gmac_s=0.02),
+    ("cpu", "fp32"): Calibration("default", "cpu", "fp32", step_s=6.9e-3, layer_s=1.38e-3, gmac_s=0.069),
     ("cpu", "bf16"): Calibration("default", "cpu", "bf16", step_s=2e-3, layer_s=6e-4, gmac_s=0.02),
     ("cuda", "bf16"): Calibration("default", "cuda", "bf16", step_s=4.6e-4, layer_s=4.9e-5, gmac_s=5.6e-5),
     ("cuda", "fp32"): Calibration("default", "cuda", "fp32", step_s=0.0, layer_s=7.6e-5, gmac_s=8.5e-5),
@@ -98,10 +101,12 @@ class Estimate:
         return self.memory.total
 
     def summary(self) -> str:
-        note = ("" if not self.calibrated else
-                f" (learned from the last {self.learned_from} run{'s' if self.learned_from > 1 else ''} here)"
-                if self.learned_from else "") if self.calibrated else \
-            " (uncalibrated: no worker has timed this machine yet)"
+        if self.learned_from:
+            note = f" (learned from the last {self.learned_from} run{'s' if self.learned_from > 1 else ''} here)"
+        elif not self.calibrated:
+            note = " (uncalibrated: no worker has timed this machine yet)"
+        else:
+            note = ""
         return (f"about {format_seconds(self.seconds)} for {self.steps:,} steps on {self.device}; peak memory about "
                 f"{self.memory.summary()}{note}")
 
@@ -229,5 +234,7 @@ def calibration_for(rows: list[dict], device_kind: str, precision: str, machine:
     for row in sorted(fitting, key=lambda r: device is not None and r["device"] != device):
         memory = row.get("memory_bytes")
         return Calibration(**{**row, "memory_bytes": None if memory is None or memory != memory else int(memory)})
-    default = DEFAULT_CALIBRATIONS.get((device_kind, precision))
-    return default or replace(DEFAULT_CALIBRATIONS[(device_kind, "fp32")], precision=precision)  # until measured
+    default = DEFAULT_CALIBRATIONS.get((device_kind, precision)) or replace(
+        DEFAULT_CALIBRATIONS[(device_kind, "fp32")], precision=precision)
+    # until measured; named after the device asked for, so the runs it finishes correct it (`learned`)
+    return replace(default, device=device) if device else default

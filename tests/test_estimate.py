@@ -67,6 +67,28 @@ def test_the_calibration_matches_the_runs_thread_count_and_learns_from_finished_
     assert jobs.assess(replace(CONFIG, threads=0), store)[1].seconds == pytest.approx(all_threads)  # another device
 
 
+def test_a_fresh_server_learns_from_its_first_run_before_any_worker_timed_it(tmp_path):
+    """No calibration yet (a worker busy from its first minute never idles to time the machine): the default stands
+    in under the run's own device name, so the first finished run corrects the next estimate."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    guess = jobs.assess(replace(CONFIG, threads=1), store)[1]
+    assert not guess.calibrated and "uncalibrated" in guess.summary()
+    run_id = jobs.submit(store, replace(CONFIG, threads=1), "owner-key-000000000", attach=False).run_id
+    store.claim(run_id, "w-1", lease_s=60)
+    store.set_status(run_id, RunState.RUNNING)
+    store.set_run_facts(run_id, device=cpu_name(1))
+
+    class Done:
+        def to_json(self) -> str:
+            return json.dumps({"step": 8000, "total_steps": 8000, "elapsed_s": 2.5 * guess.seconds})
+
+    store.set_progress(run_id, Done())
+    store.set_status(run_id, RunState.FINISHED)
+    after = jobs.assess(replace(CONFIG, threads=1), store)[1]
+    assert after.seconds == pytest.approx(2.5 * guess.seconds, rel=1e-6)
+    assert "learned from the last 1 run here" in after.summary()
+
+
 def test_a_policy_of_all_threads_after_a_one_thread_run_uses_all_of_them_again():
     before = torch.get_num_threads()
     try:
