@@ -174,7 +174,9 @@ class DevicePolicy:
 
     @property
     def name(self) -> str:
-        return device_name(self.device)
+        """``cpu (1 threads)`` or ``cuda (NVIDIA H200)``: the threads this policy computes with, even before `apply`
+        (a worker names the run's device first; the process's count may still be the last run's)."""
+        return cpu_name(self.threads or default_threads()) if not self.cuda else device_name(self.device)
 
     @property
     def precision(self) -> str:

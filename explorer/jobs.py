@@ -104,11 +104,14 @@ def calibration(store: RunStore, kind: str, precision: str, threads: int = 0) ->
 
 
 def _finished_here(store: RunStore, device: str, precision: str) -> list[tuple[Config, float]]:
-    """The runs this machine finished on `device` in `precision`, newest first: (configuration, training seconds)."""
+    """The runs this machine finished on `device` in `precision`, newest first: (configuration, training seconds).
+    Only runs submitted to this store (they have an owner): an imported recording keeps the hostname it was made on,
+    but not the code or the load it was trained under."""
     from .progress import Progress
 
     finished = store.runs([RunState.FINISHED])
-    mine = finished[(finished["hostname"] == socket.gethostname()) & (finished["device"] == device)]
+    mine = finished[(finished["hostname"] == socket.gethostname()) & (finished["device"] == device)
+                    & finished["owner"].notna()]
     out = []
     for row in mine.itertuples():
         try:

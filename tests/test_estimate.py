@@ -94,7 +94,9 @@ def test_a_policy_of_all_threads_after_a_one_thread_run_uses_all_of_them_again()
     try:
         torch.set_num_threads(2)
         default = default_threads()  # read once per process, before a policy changes it
-        DevicePolicy.resolve(replace(CONFIG, threads=1)).apply()
+        one = DevicePolicy.resolve(replace(CONFIG, threads=1))
+        assert one.name == cpu_name(1)  # named before it is applied: the run's device, not the process's count
+        one.apply()
         assert torch.get_num_threads() == 1
         DevicePolicy.resolve(replace(CONFIG, threads=0)).apply()
         assert torch.get_num_threads() == default
