@@ -28,6 +28,21 @@ def calibration_row(threads: int, gmac_s: float) -> dict:
             "memory_bytes": None}
 
 
+def finish_one_thread_run(store: RunStore, seconds: float) -> None:
+    """A one-thread run of CONFIG submitted to `store` and finished by a worker here in `seconds` of training."""
+    run_id = jobs.submit(store, replace(CONFIG, threads=1), "owner-key-000000000", attach=False).run_id
+    store.claim(run_id, "w-1", lease_s=60)
+    store.set_status(run_id, RunState.RUNNING)
+    store.set_run_facts(run_id, device=cpu_name(1))
+
+    class Done:
+        def to_json(self) -> str:
+            return json.dumps({"step": 8000, "total_steps": 8000, "elapsed_s": seconds})
+
+    store.set_progress(run_id, Done())
+    store.set_status(run_id, RunState.FINISHED)
+
+
 def test_an_estimate_learns_from_the_runs_this_machine_finished():
     timed = DEFAULT_CALIBRATIONS[("cpu", "fp32")]
     predicted = estimate(CONFIG, timed).seconds
@@ -52,17 +67,7 @@ def test_the_calibration_matches_the_runs_thread_count_and_learns_from_finished_
     assert all_threads == pytest.approx(estimate(CONFIG, rows[2]).seconds) and one > all_threads
     assert [jobs.assess(replace(CONFIG, threads=1), store)[1].seconds for _ in range(3)] == [one] * 3
 
-    run_id = jobs.submit(store, replace(CONFIG, threads=1), "owner-key-000000000", attach=False).run_id
-    store.claim(run_id, "w-1", lease_s=60)
-    store.set_status(run_id, RunState.RUNNING)
-    store.set_run_facts(run_id, device=cpu_name(1))
-
-    class Done:
-        def to_json(self) -> str:
-            return json.dumps({"step": 8000, "total_steps": 8000, "elapsed_s": 3 * one})
-
-    store.set_progress(run_id, Done())
-    store.set_status(run_id, RunState.FINISHED)
+    finish_one_thread_run(store, 3 * one)
     assert jobs.assess(replace(CONFIG, threads=1), store)[1].seconds == pytest.approx(3 * one, rel=1e-6)
     assert jobs.assess(replace(CONFIG, threads=0), store)[1].seconds == pytest.approx(all_threads)  # another device
 
@@ -73,17 +78,7 @@ def test_a_fresh_server_learns_from_its_first_run_before_any_worker_timed_it(tmp
     store = RunStore(tmp_path / "runs.sqlite")
     guess = jobs.assess(replace(CONFIG, threads=1), store)[1]
     assert not guess.calibrated and "uncalibrated" in guess.summary()
-    run_id = jobs.submit(store, replace(CONFIG, threads=1), "owner-key-000000000", attach=False).run_id
-    store.claim(run_id, "w-1", lease_s=60)
-    store.set_status(run_id, RunState.RUNNING)
-    store.set_run_facts(run_id, device=cpu_name(1))
-
-    class Done:
-        def to_json(self) -> str:
-            return json.dumps({"step": 8000, "total_steps": 8000, "elapsed_s": 2.5 * guess.seconds})
-
-    store.set_progress(run_id, Done())
-    store.set_status(run_id, RunState.FINISHED)
+    finish_one_thread_run(store, 2.5 * guess.seconds)
     after = jobs.assess(replace(CONFIG, threads=1), store)[1]
     assert after.seconds == pytest.approx(2.5 * guess.seconds, rel=1e-6)
     assert "learned from the last 1 run here" in after.summary()

@@ -64,9 +64,9 @@ def get_store() -> RunStore:
     return store
 
 
-@st.cache_resource
 def workers() -> object:
-    """The embedded worker pool, started once per server process (EXPLORER_WORKERS=0: none)."""
+    """The embedded worker pool, started once per server process (EXPLORER_WORKERS=0: none); `server_pool` keeps
+    the one pool, so no Streamlit cache is needed on top of it."""
     return server_pool(get_store())
 
 
