@@ -231,10 +231,10 @@ def test_the_owner_queues_slices_and_a_free_worker_computes_them(tmp_path, monke
     with pytest.raises(StoreError, match="cannot become running"):
         store.end_study(first.study_id, RunState.RUNNING)
 
+    unfinished = submit_run(store)  # before the cap below, which would refuse the run itself
     monkeypatch.setenv("EXPLORER_MAX_JOB_SECONDS", "1")
     with pytest.raises(jobs.JobRefused, match="this server runs jobs of up to"):
         jobs.request_landscape(store, run_id, OWNER, spec("2d", grid=21))
-    unfinished = submit_run(store)
     with pytest.raises(jobs.JobRefused, match="finished"):
         jobs.request_landscape(store, unfinished, OWNER, one_d)
 
